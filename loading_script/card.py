@@ -11,14 +11,14 @@ from datasets.utils.metadata import MetadataConfigs
 from huggingface_hub import DatasetCard, DatasetCardData
 
 from mpds import __version__
-from mpds.data.features import FEATURES, WEBDATASET_CONFIGS, webdataset_features
+from mpds.data.features import FEATURES, webdataset_features
 
 TEMPLATE = "dataset_card_template.md"
 DEFAULT_REPO_ID = "mpds/movie-posters"
 
 
 def config_features(config: str, file_format: str):
-    if file_format == "webdataset" and config in WEBDATASET_CONFIGS:
+    if file_format == "webdataset":
         return webdataset_features(config)
     return FEATURES[config]
 

@@ -47,16 +47,40 @@ META = Features(
 
 FEATURES = {"posters": POSTERS, "actors": ACTORS, "meta": META}
 
-# With `--format webdataset` the posters config is written as tar shards: each sample is
-# `<key>.jpg` plus `<key>.json` holding the other columns, and `datasets` adds `__key__` and
-# `__url__`. These features are declared in the card so that `datasets` guesses nothing.
-# `actors` (several photos a row) and `meta` (text only) stay Parquet in either format.
-WEBDATASET_CONFIGS = ("posters",)
+# With `--format webdataset` every config is written as tar shards (`datasets` reads a whole repo
+# with one builder, so formats cannot be mixed). A sample is `<key>.jpg` (when it has an image)
+# plus `<key>.json` with the other columns; `datasets` adds `__key__` and `__url__`. Actors
+# become one sample per photo (key `<id>_<k>`, `photo` = k), since a sample holds one image.
+# These features are declared in the card so that `datasets` guesses nothing.
 
 
 def webdataset_features(config: str) -> Features:
     """The features `datasets` reads from a WebDataset tar of `config`."""
-    if config not in WEBDATASET_CONFIGS:
-        raise ValueError(f"only {WEBDATASET_CONFIGS} are written as WebDataset tars, not {config!r}")
-    columns = {name: feature for name, feature in FEATURES[config].items() if name != "image"}
-    return Features({"__key__": Value("string"), "__url__": Value("string"), "jpg": Image(), "json": columns})
+    fields = {"__key__": Value("string"), "__url__": Value("string")}
+    if config == "posters":
+        fields["jpg"] = Image()
+        fields["json"] = {name: feature for name, feature in POSTERS.items() if name != "image"}
+    elif config == "actors":
+        fields["jpg"] = Image()
+        fields["json"] = {**{name: feature for name, feature in ACTORS.items() if name != "images"},
+                          "photo": Value("int64")}
+    elif config == "meta":
+        fields["json"] = dict(META)
+    else:
+        raise ValueError(f"unknown MPDS config {config!r}; expected one of {CONFIG_NAMES}")
+    return Features(fields)
+
+
+def webdataset_samples(config: str, example: dict):
+    """The WebDataset samples of one example: `{"__key__", "jpg"?, "json"}` dicts."""
+    if config == "posters":
+        yield {"__key__": str(example["id"]), "jpg": example["image"]["bytes"],
+               "json": {name: value for name, value in example.items() if name != "image"}}
+    elif config == "actors":
+        base = {name: value for name, value in example.items() if name != "images"}
+        if not example["images"]:
+            yield {"__key__": str(example["id"]), "json": {**base, "photo": None}}
+        for k, photo in enumerate(example["images"]):
+            yield {"__key__": f"{example['id']}_{k}", "jpg": photo["bytes"], "json": {**base, "photo": k}}
+    else:
+        yield {"__key__": str(example["id"]), "json": example}

@@ -11,7 +11,7 @@ Layout of OUT:
 
     README.md                                 dataset card (YAML: configs, splits, features)
     rejects.jsonl                             every input row left out, with its reason
-    data/<config>/<split>/part-<block>.parquet   (or .tar for posters with the webdataset format)
+    data/<config>/<split>/part-<block>.parquet   (.tar with the webdataset format)
     .mpds/                                    build state (not uploaded)
 """
 
@@ -35,7 +35,7 @@ import pyarrow.parquet as pq
 from datasets.utils.py_utils import convert_file_size_to_int
 from tqdm.auto import tqdm
 
-from .features import FEATURES, WEBDATASET_CONFIGS
+from .features import FEATURES, webdataset_samples
 from .raw import ALL_SPLIT, MIN_IMAGE_BYTES, RawRelease, Reject, Scan
 
 logger = logging.getLogger(__name__)
@@ -169,19 +169,17 @@ class _TarShard:
         import webdataset
 
         self.path = path
+        self.config = config
         self.stream = open(path, "wb")
         self.writer = webdataset.TarWriter(self.stream)
         self.num_examples = 0
         self.estimated_bytes = 0
 
     def write(self, example: dict) -> None:
-        fields = {key: value for key, value in example.items() if key != "image"}
-        self.writer.write({
-            "__key__": str(example["id"]),
-            "jpg": example["image"]["bytes"],
-            "json": json.dumps(fields, ensure_ascii=False).encode("utf-8"),
-        })
-        self.num_examples += 1
+        for sample in webdataset_samples(self.config, example):
+            sample["json"] = json.dumps(sample["json"], ensure_ascii=False).encode("utf-8")
+            self.writer.write(sample)
+            self.num_examples += 1
         self.estimated_bytes += _payload_size(example)
 
     def close(self) -> None:
@@ -212,7 +210,7 @@ class _Part:
         self.config = config
         self.name = f"{config}-{first_block:06d}"
         self.stem = f"part-{first_block:06d}"
-        self.extension = "tar" if file_format == "webdataset" and config in WEBDATASET_CONFIGS else "parquet"
+        self.extension = "tar" if file_format == "webdataset" else "parquet"
         self.shards: dict[str, Union[_ParquetShard, _TarShard]] = {}
         self.rejects: list[dict] = []
         self.blocks: list[int] = []

@@ -60,7 +60,7 @@ def _font(size: int) -> ImageFont.ImageFont:
     return ImageFont.load_default(size=size)
 
 
-def draw_poster(poster: SyntheticPoster, size=(240, 360), seed: int = 0) -> Image.Image:
+def draw_poster(poster: SyntheticPoster, size=(200, 300), seed: int = 0) -> Image.Image:
     """A poster-like picture: a textured gradient, a shape, the title large and the credits small."""
     width, height = size
     rng = np.random.default_rng(seed)
@@ -132,7 +132,7 @@ def make_raw_release(
     *,
     seed: int = 0,
     faults: bool = True,
-    poster_size=(240, 360),
+    poster_size=(200, 300),
     distinct_images: Optional[int] = None,
 ) -> Path:
     """Write a raw MPDS release into `out_dir` and return its path.
