@@ -22,6 +22,8 @@ CLIP_MAX_TOKENS = 77
 TOP_BILLED = 3
 
 # CLIP's pre-tokenizer splits text into letter runs, single digits and punctuation runs.
+_QUOTES = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"'})
+_SPACE_BEFORE_PUNCTUATION = re.compile(r" ([,.;:!?])")
 _CLIP_PIECES = re.compile(r"'(?:s|t|re|ve|m|ll|d)|[^\W\d_]+|\d|[^\s\w]+|_+", re.IGNORECASE)
 
 
@@ -29,10 +31,10 @@ def normalize(text: Optional[str]) -> str:
     """NFKC, straight quotes, one space between words, no space before punctuation."""
     if not text:
         return ""
-    text = unicodedata.normalize("NFKC", text)
-    text = text.translate(str.maketrans({"\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"'}))
-    text = re.sub(r"\s+", " ", text).strip()
-    return re.sub(r"\s+([,.;:!?])", r"\1", text)
+    if not text.isascii():
+        text = unicodedata.normalize("NFKC", text).translate(_QUOTES)
+    text = " ".join(text.split())
+    return _SPACE_BEFORE_PUNCTUATION.sub(r"\1", text) if " " in text else text
 
 
 def _join_names(items: Sequence[str]) -> str:
@@ -142,4 +144,7 @@ def merge_prompt(
     prefix = f"{visual}. " if visual else ""
     if not synopsis:
         return prefix.strip()
+    whole = prefix + synopsis
+    if fits(whole):  # most prompts: one count, no search
+        return whole
     return _trim_to_fit(prefix, synopsis.split(" "), fits)

@@ -139,18 +139,18 @@ class BuildSummary:
 class _ParquetShard:
     def __init__(self, path: Path, config: str):
         self.path = path
-        self.features = FEATURES[config]
-        self.schema = self.features.arrow_schema
+        self.schema = FEATURES[config].arrow_schema
         self.rows_per_group = ROWS_PER_GROUP[config]
         self.writer = pq.ParquetWriter(path, self.schema)
         self.buffer: list[dict] = []
         self.num_examples = 0
         self.estimated_bytes = 0
 
-    def write(self, example: dict) -> None:
-        self.buffer.append(self.features.encode_example(example))
+    def write(self, example: dict, size: int) -> None:
+        # Records are already in Arrow form (images as {"bytes", "path"}): no per-row encoding.
+        self.buffer.append(example)
         self.num_examples += 1
-        self.estimated_bytes += _payload_size(example)
+        self.estimated_bytes += size
         if len(self.buffer) >= self.rows_per_group:
             self._flush()
 
@@ -175,12 +175,12 @@ class _TarShard:
         self.num_examples = 0
         self.estimated_bytes = 0
 
-    def write(self, example: dict) -> None:
+    def write(self, example: dict, size: int) -> None:
         for sample in webdataset_samples(self.config, example):
             sample["json"] = json.dumps(sample["json"], ensure_ascii=False).encode("utf-8")
             self.writer.write(sample)
             self.num_examples += 1
-        self.estimated_bytes += _payload_size(example)
+        self.estimated_bytes += size
 
     def close(self) -> None:
         self.writer.close()
@@ -222,11 +222,12 @@ class _Part:
         return path
 
     def write(self, example: dict, splits: list[str]) -> None:
+        size = _payload_size(example)
         for split in splits:
             if split not in self.shards:
                 cls = _TarShard if self.extension == "tar" else _ParquetShard
                 self.shards[split] = cls(self._tmp_path(split), self.config)
-            self.shards[split].write(example)
+            self.shards[split].write(example, size)
 
     @property
     def size(self) -> int:
@@ -470,6 +471,7 @@ def build(raw_dir, out_dir, options: Optional[BuildOptions] = None, *, progress:
                 stop.set()
                 watcher.join()
     bar.close()
+    shutil.rmtree(out / STATE_DIR / "tmp", ignore_errors=True)
     if num_shards > 1:
         print(f"Shard {shard_index}/{num_shards} built in {out}. Copy every shard's OUT into one folder, "
               f"then run `mpds merge` on it to write the card.")

@@ -37,9 +37,8 @@ def clean_text(cell: Optional[str]) -> Optional[str]:
     """Unicode-normalised text with collapsed white space, or None for an empty cell."""
     if is_empty(cell):
         return None
-    text = unicodedata.normalize("NFKC", cell)
-    text = re.sub(r"\s+", " ", text).strip()
-    return text or None
+    text = cell if cell.isascii() else unicodedata.normalize("NFKC", cell)
+    return " ".join(text.split()) or None
 
 
 def parse_id(cell: Optional[str]) -> int:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import csv
 import io
 import os
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 import re
 import sys
 import warnings
@@ -149,6 +151,27 @@ def _source_name(path: Path) -> str:
     return path.name
 
 
+def _ordered_map(function, items, threads: int, window: int = 64):
+    """`(item, function(item))` in input order, with up to `window` calls running on `threads` threads.
+
+    Image reading and decoding release the GIL, so this overlaps them with CSV parsing and writing.
+    """
+    if threads <= 1:
+        for item in items:
+            yield item, function(item)
+        return
+    with ThreadPoolExecutor(threads) as pool:
+        pending = deque()
+        for item in items:
+            pending.append((item, pool.submit(function, item)))
+            if len(pending) >= window:
+                item, future = pending.popleft()
+                yield item, future.result()
+        while pending:
+            item, future = pending.popleft()
+            yield item, future.result()
+
+
 @dataclass
 class RawRelease:
     """A raw MPDS release on disk.
@@ -160,6 +183,7 @@ class RawRelease:
         min_image_bytes: smaller images are rejected (the paper drops posters under 5 KB).
         dropped_genres: movies of these genres are left out of every config (NSFW).
         count_tokens: counts CLIP tokens to fit the merged prompt; see `mpds.prompts.merge_prompt`.
+        io_threads: threads that read and check images ahead of the rows being written.
 
     Raises:
         RawFormatError: if `meta.csv` is missing.
@@ -171,6 +195,7 @@ class RawRelease:
     min_image_bytes: int = MIN_IMAGE_BYTES
     dropped_genres: tuple[str, ...] = DROPPED_GENRES
     count_tokens: Optional[Callable[[str], int]] = None
+    io_threads: int = 2
 
     def __post_init__(self):
         self.root = Path(self.root)
@@ -367,16 +392,23 @@ class RawRelease:
     def poster_records(self, scan: Scan, visual_prompts: dict[int, str], rows=None):
         """`(row, example, splits)` for each usable poster, `(row, Reject, None)` for the others."""
         source = _source_name(self.meta_csv)
-        for number, movie in self.movies(scan, "posters", rows):
+
+        def load(item):
+            movie = item[1]
+            if isinstance(movie, Reject):
+                return None, None
+            path = self.poster_path(movie.id)
+            return (path, *self.read_image(path)) if path else (None, None, None)
+
+        for (number, movie), (path, *loaded) in _ordered_map(load, self.movies(scan, "posters", rows), self.io_threads):
             if isinstance(movie, Reject):
                 yield number, movie, None
                 continue
-            path = self.poster_path(movie.id)
             if path is None:
                 detail = f"no {self.posters_dir}/{movie.id}.jpg (nor .jpeg, .png, .webp)"
                 yield number, Reject("posters", source, number, movie.id, "missing_image", detail), None
                 continue
-            image, problem = self.read_image(path)
+            image, problem = loaded
             if problem:
                 file = str(path.relative_to(self.root))
                 yield number, Reject("posters", source, number, movie.id, problem[0], problem[1], file), None
