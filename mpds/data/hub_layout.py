@@ -456,7 +456,7 @@ def build(raw_dir, out_dir, options: Optional[BuildOptions] = None, *, progress:
         finally:
             _init_worker(None)
     else:
-        context = get_context("spawn")
+        context = _worker_context()
         events = context.Queue()
         with ProcessPoolExecutor(options.num_proc, mp_context=context, initializer=_init_worker,
                                  initargs=(events,)) as pool:
@@ -477,6 +477,16 @@ def build(raw_dir, out_dir, options: Optional[BuildOptions] = None, *, progress:
               f"then run `mpds merge` on it to write the card.")
         return None
     return merge(out)
+
+
+def _worker_context():
+    """Workers fork from a server that has imported the build once (spawn where fork is unavailable)."""
+    try:
+        context = get_context("forkserver")
+    except ValueError:
+        return get_context("spawn")
+    context.set_forkserver_preload([__name__])
+    return context
 
 
 def _drain(events: queue.Queue, bar) -> None:

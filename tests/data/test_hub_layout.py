@@ -215,3 +215,39 @@ def test_build_state_is_kept_apart_from_the_published_files(built):
     out, _ = built
     state = json.loads((out / ".mpds" / "build.json").read_text())
     assert state["num_rows"] == 102 and state["settings"]["format"] == "parquet"
+
+
+KILL_AT_SIXTH_PART = """
+import os, signal, sys
+from mpds.data import BuildOptions, build, hub_layout
+
+original = hub_layout._write_json_atomic
+parts = []
+
+def write_then_die(path, value):
+    if path.parent.name == "parts":
+        parts.append(path)
+        if len(parts) == 6:  # meta, actors, posters.csv, 2 poster parts done; the 3rd is renamed, unrecorded
+            os.kill(os.getpid(), signal.SIGKILL)
+    original(path, value)
+
+hub_layout._write_json_atomic = write_then_die
+build(sys.argv[1], sys.argv[2], BuildOptions(block_size=10, max_shard_size=1), progress=False)
+"""
+
+
+def test_a_build_killed_with_sigkill_resumes_to_the_same_dataset(sample, built, tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    out = tmp_path / "hub"
+    killed = subprocess.run([sys.executable, "-c", KILL_AT_SIXTH_PART, str(sample), str(out)])
+    assert killed.returncode == -signal.SIGKILL
+    assert len(list((out / ".mpds" / "parts").glob("*.json"))) == 5 and not (out / "README.md").exists()
+    # The killed part's shard reached data/ without a manifest: resume must not count it twice.
+    assert len(list((out / "data" / "posters" / "train").glob("*.parquet"))) == 3
+    build(sample, out, BuildOptions(block_size=10, max_shard_size=1), progress=False)
+    assert _rows_by_split(out) == _rows_by_split(built[0])
+    assert _rows_by_split(out, "actors") == _rows_by_split(built[0], "actors")
+    assert len(read_rejects(out)) == len(read_rejects(built[0]))
