@@ -70,6 +70,15 @@ def test_images_are_embedded_as_bytes_never_paths(built):
     assert all(image["bytes"] and image["path"] is None for image in images)
 
 
+def test_image_bytes_are_stored_uncompressed_and_text_with_snappy(built):
+    out, _ = built
+    metadata = pq.ParquetFile(next((out / "data" / "posters" / "train").glob("*.parquet"))).metadata
+    codecs = {metadata.row_group(0).column(i).path_in_schema: metadata.row_group(0).column(i).compression
+              for i in range(metadata.num_columns)}
+    assert codecs.pop("image.bytes") == "UNCOMPRESSED"
+    assert set(codecs.values()) == {"SNAPPY"}
+
+
 def test_every_input_row_is_written_or_in_rejects_jsonl(built, sample):
     out, summary = built
     rejects = read_rejects(out)
