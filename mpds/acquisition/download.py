@@ -37,7 +37,7 @@ from typing import Awaitable, Callable, Optional, Union
 
 import httpx
 from PIL import Image
-from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential, wait_random
 from tqdm.auto import tqdm
 
 from .. import __version__
@@ -308,8 +308,7 @@ class Downloader:
         self.config = config
         self.sleep = sleep
         self._host_limits: dict[str, asyncio.Semaphore] = {}
-        self._backoff = wait_exponential_jitter(multiplier=config.backoff, max=config.max_backoff,
-                                                jitter=config.backoff)
+        self._backoff = wait_exponential(multiplier=config.backoff, max=config.max_backoff) + wait_random(0, config.backoff)
 
     def _wait(self, retry_state) -> float:
         error = retry_state.outcome.exception()
