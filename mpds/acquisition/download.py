@@ -35,8 +35,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Awaitable, Callable, Optional, Union
 
-import httpx
+import aiohttp
 from PIL import Image
+from yarl import URL
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential, wait_random
 from tqdm.auto import tqdm
 
@@ -275,14 +276,16 @@ def parse_retry_after(value: Optional[str], now: Optional[datetime] = None) -> O
 def _is_transient(error: BaseException) -> bool:
     if isinstance(error, _Failure):
         return error.transient
-    return isinstance(error, (httpx.TransportError, asyncio.TimeoutError))
+    return isinstance(error, (aiohttp.ClientError, asyncio.TimeoutError)) and not isinstance(error, aiohttp.InvalidURL)
 
 
-def _network_failure(error: BaseException) -> _Failure:
-    if isinstance(error, (httpx.TimeoutException, asyncio.TimeoutError)):
+def _failure_of(error: BaseException) -> _Failure:
+    if isinstance(error, aiohttp.InvalidURL):
+        return _Failure("invalid_url", str(error))
+    if isinstance(error, asyncio.TimeoutError):
         return _Failure("timeout", f"no complete response within the timeout ({type(error).__name__})")
-    if isinstance(error, httpx.RemoteProtocolError) and "complete message body" in str(error):
-        return _Failure("incomplete_body", str(error))
+    if isinstance(error, aiohttp.ClientPayloadError):
+        return _Failure("incomplete_body", f"{type(error).__name__}: {error}")
     return _Failure("network_error", f"{type(error).__name__}: {error}")
 
 
@@ -307,8 +310,15 @@ class Downloader:
         self.root = Path(root)
         self.config = config
         self.sleep = sleep
-        self._host_limits: dict[str, asyncio.Semaphore] = {}
         self._backoff = wait_exponential(multiplier=config.backoff, max=config.max_backoff) + wait_random(0, config.backoff)
+
+    def session(self) -> aiohttp.ClientSession:
+        """The HTTP session of a run: `workers` connections in all, `per_host` to one host."""
+        connector = aiohttp.TCPConnector(limit=self.config.workers, limit_per_host=self.config.per_host)
+        # `total` covers connecting, sending and reading the whole body, so a server that trickles
+        # bytes cannot hold a worker.
+        return aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=self.config.timeout),
+                                     headers={"User-Agent": f"mpds/{__version__} (dataset download)"}, trust_env=True)
 
     def _wait(self, retry_state) -> float:
         error = retry_state.outcome.exception()
@@ -316,13 +326,7 @@ class Downloader:
             return error.retry_after
         return self._backoff(retry_state)
 
-    def _host_limit(self, url: httpx.URL) -> asyncio.Semaphore:
-        host = f"{url.host}:{url.port or url.scheme}"
-        if host not in self._host_limits:
-            self._host_limits[host] = asyncio.Semaphore(self.config.per_host)
-        return self._host_limits[host]
-
-    async def fetch(self, client: httpx.AsyncClient, url: str) -> _Fetched:
+    async def fetch(self, session: aiohttp.ClientSession, url: str) -> _Fetched:
         """The body of `url`, retried as configured.
 
         Raises:
@@ -335,62 +339,55 @@ class Downloader:
             async for attempt in retrying:
                 with attempt:
                     attempts += 1
-                    body, content_type = await self._get(client, url)
+                    body, content_type = await self._get(session, url)
         except _Failure as failure:
             failure.attempts = attempts
             raise
-        except (httpx.TransportError, asyncio.TimeoutError) as error:
-            failure = _network_failure(error)
-            failure.attempts = attempts
-            raise failure from error
-        except httpx.InvalidURL as error:
-            failure = _Failure("invalid_url", str(error))
+        except (aiohttp.ClientError, asyncio.TimeoutError) as error:
+            failure = _failure_of(error)
             failure.attempts = attempts
             raise failure from error
         return _Fetched(body, content_type, attempts)
 
-    async def _get(self, client: httpx.AsyncClient, url: str) -> tuple[bytes, Optional[str]]:
+    async def _get(self, session: aiohttp.ClientSession, url: str) -> tuple[bytes, Optional[str]]:
         """One attempt: GET `url`, following at most `max_redirects` redirects to http or https."""
-        current = httpx.URL(url)
+        try:
+            current = URL(url)
+        except (ValueError, TypeError) as error:
+            raise _Failure("invalid_url", f"{url!r}: {error}") from error
         if current.scheme not in ALLOWED_SCHEMES:
             raise _Failure("unsupported_scheme", f"{current.scheme or 'no'} scheme in {url!r}; only http and https")
+        if not current.host:
+            raise _Failure("invalid_url", f"no host in {url!r}")
         for _ in range(self.config.max_redirects + 1):
-            async with self._host_limit(current):
-                # The timeout covers the whole exchange, so a server that trickles bytes cannot hold a worker.
-                kind, value, content_type = await asyncio.wait_for(self._exchange(client, current),
-                                                                   self.config.timeout)
-            if kind == "body":
-                return value, content_type
-            current = value
+            async with session.get(current, allow_redirects=False) as response:
+                location = response.headers.get("Location")
+                if response.status in (301, 302, 303, 307, 308) and location:
+                    target = current.join(URL(location))
+                    if target.scheme not in ALLOWED_SCHEMES:
+                        raise _Failure("unsafe_redirect", f"{response.status} redirect from {current} to {target} "
+                                       f"({target.scheme or 'no'} scheme; only http and https)")
+                    current = target
+                    continue
+                return await self._read(response), response.headers.get("Content-Type")
         raise _Failure("too_many_redirects", f"more than {self.config.max_redirects} redirects from {url}")
 
-    async def _exchange(self, client: httpx.AsyncClient, url: httpx.URL):
-        """`("body", bytes, content type)`, or `("redirect", next URL, None)`."""
-        async with client.stream("GET", url) as response:
-            if response.has_redirect_location:
-                target = url.join(response.headers["location"])
-                if target.scheme not in ALLOWED_SCHEMES:
-                    raise _Failure("unsafe_redirect", f"{response.status_code} redirect from {url} to {target} "
-                                   f"({target.scheme or 'no'} scheme; only http and https)")
-                return "redirect", target, None
-            return "body", await self._read(response), response.headers.get("content-type")
-
-    async def _read(self, response: httpx.Response) -> bytes:
-        status = response.status_code
+    async def _read(self, response: aiohttp.ClientResponse) -> bytes:
+        status = response.status
+        detail = f"HTTP {status} {response.reason or ''}".strip()
         if status == 429 or status >= 500:
-            retry_after = parse_retry_after(response.headers.get("retry-after"))
-            detail = f"HTTP {status} {response.reason_phrase}".strip()
+            retry_after = parse_retry_after(response.headers.get("Retry-After"))
             if retry_after is not None and retry_after > self.config.max_retry_after:
                 raise _Failure(f"http_{status}", f"{detail}; Retry-After {retry_after:.0f} s is longer than "
                                f"max_retry_after ({self.config.max_retry_after:.0f} s), left for the next run")
             raise _Failure(f"http_{status}", detail, transient=True, retry_after=retry_after)
         if not 200 <= status < 300:
-            raise _Failure(f"http_{status}", f"HTTP {status} {response.reason_phrase}".strip())
-        length = response.headers.get("content-length")
-        if length and length.isdigit() and int(length) > self.config.max_bytes:
-            raise _Failure("body_too_large", f"Content-Length {length} is over max_bytes ({self.config.max_bytes})")
+            raise _Failure(f"http_{status}", detail)
+        if response.content_length is not None and response.content_length > self.config.max_bytes:
+            raise _Failure("body_too_large", f"Content-Length {response.content_length} is over max_bytes "
+                           f"({self.config.max_bytes})")
         chunks, size = [], 0
-        async for chunk in response.aiter_bytes():
+        async for chunk in response.content.iter_chunked(1 << 16):
             size += len(chunk)
             if size > self.config.max_bytes:
                 raise _Failure("body_too_large", f"more than max_bytes ({self.config.max_bytes}) received")
@@ -590,7 +587,6 @@ async def _run(root: Path, tasks: list[Task], config: DownloadConfig, status_pat
     queue: asyncio.Queue = asyncio.Queue()
     for task in todo:
         queue.put_nowait(task)
-    limits = httpx.Limits(max_connections=config.workers, max_keepalive_connections=config.workers)
     started = time.perf_counter()
     progress = tqdm(total=len(todo), unit="img", desc="download", disable=not config.progress or None,
                     dynamic_ncols=True)
@@ -605,14 +601,14 @@ async def _run(root: Path, tasks: list[Task], config: DownloadConfig, status_pat
         summary.fetched += 1
         progress.update(1)
 
-    async def worker(client: httpx.AsyncClient) -> None:
+    async def worker(session: aiohttp.ClientSession) -> None:
         while True:
             try:
                 task = queue.get_nowait()
             except asyncio.QueueEmpty:
                 return
             try:
-                fetched = await downloader.fetch(client, task.url)
+                fetched = await downloader.fetch(session, task.url)
             except _Failure as failure:
                 record(task.entry("failed", failure.reason, failure.detail, None, failure.attempts))
                 continue
@@ -624,9 +620,8 @@ async def _run(root: Path, tasks: list[Task], config: DownloadConfig, status_pat
                 os.replace(temporary, root / task.file)
 
     try:
-        async with httpx.AsyncClient(limits=limits, timeout=httpx.Timeout(config.timeout), follow_redirects=False,
-                                     headers={"user-agent": f"mpds/{__version__} (dataset download)"}) as client:
-            await asyncio.gather(*(worker(client) for _ in range(min(config.workers, max(1, len(todo))))))
+        async with downloader.session() as session:
+            await asyncio.gather(*(worker(session) for _ in range(min(config.workers, max(1, len(todo))))))
     finally:
         progress.close()
         status_handle.close()

@@ -28,6 +28,7 @@ class Reply:
     truncate_to: Optional[int] = None
     hold: bool = False
     hold_after_half: bool = False
+    hold_for: Optional[float] = None  # answer after this many seconds (or when the gate opens)
 
 
 class LoopbackServer:
@@ -39,6 +40,8 @@ class LoopbackServer:
         self.gate = threading.Event()  # held replies wait for this
         self.held = threading.Semaphore(0)  # released once per reply that starts waiting at the gate
         self.lock = threading.Lock()
+        self.in_flight = 0
+        self.most_in_flight = 0
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -50,7 +53,19 @@ class LoopbackServer:
                     server.hits[self.path] = count + 1
                 replies = server.routes.get(self.path) or [Reply(404, b"not found")]
                 reply = replies[min(count, len(replies) - 1)]
+                with server.lock:
+                    server.in_flight += 1
+                    server.most_in_flight = max(server.most_in_flight, server.in_flight)
                 try:
+                    self._answer(reply)
+                finally:
+                    with server.lock:
+                        server.in_flight -= 1
+
+            def _answer(self, reply):
+                try:
+                    if reply.hold_for is not None:
+                        server.gate.wait(reply.hold_for)
                     if reply.hold:
                         server.held.release()
                         server.gate.wait(30)

@@ -218,6 +218,16 @@ def test_a_row_without_url_is_recorded(release):
     assert statuses(raw)["poster:1"]["reason"] == "no_url"
 
 
+def test_no_more_requests_in_flight_to_one_host_than_per_host(release, server, images):
+    """Each reply takes 0.3 s, so without the limit all six requests would be in flight at once."""
+    body = images.poster(1)
+    raw = release([{"id": movie_id, "poster-url": server.route(f"/p/{movie_id}.jpg", server.reply(200, body, hold_for=0.3))}
+                   for movie_id in range(1, 7)])
+    download_release(raw, DownloadConfig(workers=6, per_host=2, **FAST))
+    assert server.most_in_flight == 2
+    assert [entry["status"] for entry in statuses(raw).values()] == ["ok"] * 6
+
+
 # -- resuming -------------------------------------------------------------------------------------
 
 
