@@ -363,7 +363,10 @@ class Downloader:
             async with session.get(current, allow_redirects=False) as response:
                 location = response.headers.get("Location")
                 if response.status in (301, 302, 303, 307, 308) and location:
-                    target = current.join(URL(location))
+                    try:
+                        target = current.join(URL(location))
+                    except (ValueError, TypeError) as error:
+                        raise _Failure("invalid_redirect", f"{response.status} redirect to {location!r}: {error}")
                     if target.scheme not in ALLOWED_SCHEMES:
                         raise _Failure("unsafe_redirect", f"{response.status} redirect from {current} to {target} "
                                        f"({target.scheme or 'no'} scheme; only http and https)")
@@ -420,7 +423,10 @@ class Downloader:
             return None, problem, None
         if image_format == "JPEG":
             return body, None, image_format
-        return _to_jpeg(body), None, image_format
+        try:
+            return _to_jpeg(body), None, image_format
+        except Exception as error:  # an image Pillow reads but cannot turn into RGB
+            return None, ("conversion_failed", f"{image_format} to JPEG: {type(error).__name__}: {error}"), None
 
     def write_temporary(self, task: Task, data: bytes) -> Path:
         """Write `data` next to the task's file under a temporary name, flushed to disk."""
@@ -611,6 +617,9 @@ async def _run(root: Path, tasks: list[Task], config: DownloadConfig, status_pat
                 fetched = await downloader.fetch(session, task.url)
             except _Failure as failure:
                 record(task.entry("failed", failure.reason, failure.detail, None, failure.attempts))
+                continue
+            except Exception as error:  # a fault no reason above names; the row is still accounted for
+                record(task.entry("failed", "unexpected_error", f"{type(error).__name__}: {error}", None, 1))
                 continue
             entry, temporary = await asyncio.to_thread(downloader.store, task, fetched)
             # The entry is written before the rename: a kill in between leaves an `ok` line without
