@@ -80,9 +80,9 @@ def main() -> None:
     width, height = map(int, args.size.split("x"))
 
     colours = list(COLOURS)
-    bodies = [jpeg_bytes(draw_poster(SyntheticPoster(colours[k % 8], colours[(k + 3) % 8], SHAPES[k % 4],
-                                                      f"Film {k}", ["Ava Stone", "Omar Khan"]), (width, height), seed=k))
-              for k in range(args.distinct)]
+    posters = [SyntheticPoster(colours[k % 8], colours[(k + 3) % 8], SHAPES[k % 4], f"Film {k}", ["Ava Stone", "Omar Khan"])
+               for k in range(args.distinct)]
+    bodies = [jpeg_bytes(draw_poster(poster, (width, height), seed=k)) for k, poster in enumerate(posters)]
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -119,9 +119,9 @@ def main() -> None:
     print(f"{args.num} URLs, {width}x{height} JPEG posters ({mean_kb:.0f} KB mean), {args.latency * 1000:.0f} ms "
           f"injected latency, loopback server in its own process")
     print(f"sequential loop : {stored} images in {sequential_seconds:.2f} s = {sequential_rate:.1f} images/s, "
-          f"{sequential_cpu / stored * 1000:.2f} ms CPU/image")
+          f"{sequential_cpu / stored:.5f} CPU s/image")
     print(f"mpds download   : {downloaded} images in {concurrent_seconds:.2f} s = {concurrent_rate:.1f} images/s "
-          f"({args.workers} workers), {cpu_per_image * 1000:.2f} ms CPU/image (client process, all threads)")
+          f"({args.workers} workers), {cpu_per_image:.5f} CPU s/image (client process, all threads)")
     print(f"speed-up        : {concurrent_rate / sequential_rate:.1f}x")
     print(f"projection for {MPDS_POSTERS} posters at this latency: {MPDS_POSTERS / concurrent_rate / 3600:.2f} h wall "
           f"at the measured rate; {MPDS_POSTERS * cpu_per_image / 3600:.2f} CPU-hours "

@@ -384,8 +384,8 @@ def caption_posters(
                 text, own_words = _to_caption(output, prompt, keep_prompt)
                 reason = degenerate_reason(own_words)
                 if reason:
-                    report.append({"id": movie_id, "row": number, "reason": reason, "detail": "the model's output was not written",
-                                   "output": output})
+                    report.append({"id": movie_id, "row": number, "reason": reason,
+                                   "detail": "the model's output was not written", "output": output})
                     continue
                 table.set_caption(movie_id, text, source)
                 journal.write(json.dumps({"id": movie_id, "text": text, "source": source}, ensure_ascii=False) + "\n")

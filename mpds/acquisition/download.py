@@ -310,7 +310,8 @@ class Downloader:
         self.root = Path(root)
         self.config = config
         self.sleep = sleep
-        self._backoff = wait_exponential(multiplier=config.backoff, max=config.max_backoff) + wait_random(0, config.backoff)
+        self._backoff = (wait_exponential(multiplier=config.backoff, max=config.max_backoff)
+                         + wait_random(0, config.backoff))
 
     def session(self) -> aiohttp.ClientSession:
         """The HTTP session of a run: `workers` connections in all, `per_host` to one host."""
@@ -399,7 +400,7 @@ class Downloader:
 
     # -- storing --------------------------------------------------------------------------------
 
-    def check_body(self, body: bytes, content_type: Optional[str]) -> tuple[Optional[bytes], Optional[tuple], Optional[str]]:
+    def check_body(self, body: bytes, content_type: Optional[str]):
         """`(bytes to save, None, source format)` for a usable image, `(None, (reason, detail), None)` otherwise.
 
         JPEG bodies are saved as received; other formats are re-encoded to JPEG.

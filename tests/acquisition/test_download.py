@@ -109,8 +109,8 @@ def test_429_waits_as_long_as_retry_after_says(release, server, images):
     async def record(seconds):
         waits.append(seconds)
 
-    entry, _ = fetch_one(release, server, server.reply(429, b"slow down", {"Retry-After": "7"}), server.reply(200, images.poster(1)),
-                         sleep=record)
+    replies = [server.reply(429, b"slow down", {"Retry-After": "7"}), server.reply(200, images.poster(1))]
+    entry, _ = fetch_one(release, server, *replies, sleep=record)
     assert (entry["status"], entry["attempts"]) == ("ok", 2)
     assert waits == [7.0]
 
@@ -221,8 +221,8 @@ def test_a_row_without_url_is_recorded(release):
 def test_no_more_requests_in_flight_to_one_host_than_per_host(release, server, images):
     """Each reply takes 0.3 s, so without the limit all six requests would be in flight at once."""
     body = images.poster(1)
-    raw = release([{"id": movie_id, "poster-url": server.route(f"/p/{movie_id}.jpg", server.reply(200, body, hold_for=0.3))}
-                   for movie_id in range(1, 7)])
+    slow = server.reply(200, body, hold_for=0.3)
+    raw = release([{"id": movie_id, "poster-url": server.route(f"/p/{movie_id}.jpg", slow)} for movie_id in range(1, 7)])
     download_release(raw, DownloadConfig(workers=6, per_host=2, **FAST))
     assert server.most_in_flight == 2
     assert [entry["status"] for entry in statuses(raw).values()] == ["ok"] * 6
@@ -290,7 +290,8 @@ def test_a_run_killed_halfway_then_restarted_ends_like_an_uninterrupted_run(serv
         # The first six poster URLs in file order are answered; the rest are held halfway.
         held = path not in [f"/posters/{1000 + 3 * index}.jpg" for index in range(held_after)]
         server.route(path, server.reply(200, body, hold_after_half=held), server.reply(200, body))
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(__file__).parents[2]), os.environ.get("PYTHONPATH", "")]))
+    paths = [str(Path(__file__).parents[2]), os.environ.get("PYTHONPATH", "")]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(paths))
     child = subprocess.Popen([sys.executable, "-c", _CHILD, str(raw)], env=env)
     try:
         for _ in range(4):
