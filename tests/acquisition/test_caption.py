@@ -5,6 +5,10 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -189,6 +193,61 @@ def test_captions_of_an_interrupted_run_are_kept_and_not_redone(raw, loaded):
     assert (rows[1000]["text"], rows[1000]["text-source"]) == ("a movie poster of a lighthouse", "model:earlier")
     assert summary.written == len(USABLE) - 1
     assert rows[1003]["text"].startswith("a movie poster of ")
+
+
+_CHILD = """
+import sys, threading
+from transformers import AutoModelForImageTextToText, AutoProcessor
+from mpds.acquisition.caption import caption_posters
+
+model = AutoModelForImageTextToText.from_pretrained(sys.argv[2]).eval()
+processor = AutoProcessor.from_pretrained(sys.argv[2])
+generate, calls = model.generate, []
+
+def generate_then_stall(*args, **kwargs):
+    calls.append(1)
+    if len(calls) == 2:  # the first batch is in the progress file: stall in the second until killed
+        print("stalled", flush=True)
+        threading.Event().wait()
+    return generate(*args, **kwargs)
+
+model.generate = generate_then_stall
+caption_posters(sys.argv[1], model, processor=processor, batch_size=3, progress=False,
+                generate_kwargs={"min_new_tokens": 3, "max_new_tokens": 3, "no_repeat_ngram_size": 1})
+"""
+
+
+def test_a_run_killed_halfway_then_restarted_ends_like_an_uninterrupted_run(raw, tmp_path, tiny_blip2, loaded):
+    """A real SIGKILL of a child process at a deterministic point: inside the second `generate` call,
+    after the captions of the first batch went to the progress file."""
+    import shutil
+
+    reference = tmp_path / "reference"
+    shutil.copytree(raw, reference)
+    model, processor = loaded
+    run_caption(reference, (model, processor), batch_size=3)
+
+    paths = [str(Path(__file__).parents[2]), os.environ.get("PYTHONPATH", "")]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(paths), HF_HUB_OFFLINE="1")
+    before = (raw / "posters.csv").read_bytes()
+    child = subprocess.Popen([sys.executable, "-c", _CHILD, str(raw), str(tiny_blip2)], env=env,
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "stalled"
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=30)
+    finally:
+        if child.poll() is None:
+            child.kill()
+        child.stdout.close()
+    assert (raw / "posters.csv").read_bytes() == before
+    # The first batch is 1000, 1003 and 1006, whose poster is unreadable: two captions.
+    assert [json.loads(line)["id"] for line in (raw / "caption_progress.jsonl").read_text().splitlines()] == [1000, 1003]
+
+    summary = run_caption(raw, (model, processor), batch_size=3)
+    assert summary.written == len(USABLE) - 2
+    assert (raw / "posters.csv").read_bytes() == (reference / "posters.csv").read_bytes()
+    assert not (raw / "caption_progress.jsonl").exists()
 
 
 def test_the_command_loads_the_model_from_its_folder(raw, tiny_blip2, capsys):
