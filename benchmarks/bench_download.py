@@ -80,7 +80,7 @@ def main() -> None:
     width, height = map(int, args.size.split("x"))
 
     colours = list(COLOURS)
-    posters = [SyntheticPoster(colours[k % 8], colours[(k + 3) % 8], SHAPES[k % 4], f"Film {k}", ["Ava Stone", "Omar Khan"])
+    posters = [SyntheticPoster(colours[k % 8], colours[(k + 3) % 8], SHAPES[k % 4], f"Film {k}", ["Ava Stone"])
                for k in range(args.distinct)]
     bodies = [jpeg_bytes(draw_poster(poster, (width, height), seed=k)) for k, poster in enumerate(posters)]
     with socket.socket() as probe:

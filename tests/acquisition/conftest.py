@@ -110,6 +110,13 @@ class LoopbackServer:
         return self.url(path)
 
 
+@pytest.fixture(autouse=True)
+def no_proxy(monkeypatch):
+    """The downloader honours proxy variables; the loopback server must be reached directly."""
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+
+
 @pytest.fixture
 def server():
     loopback = LoopbackServer()

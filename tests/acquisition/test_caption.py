@@ -242,7 +242,8 @@ def test_a_run_killed_halfway_then_restarted_ends_like_an_uninterrupted_run(raw,
         child.stdout.close()
     assert (raw / "posters.csv").read_bytes() == before
     # The first batch is 1000, 1003 and 1006, whose poster is unreadable: two captions.
-    assert [json.loads(line)["id"] for line in (raw / "caption_progress.jsonl").read_text().splitlines()] == [1000, 1003]
+    journal = (raw / "caption_progress.jsonl").read_text().splitlines()
+    assert [json.loads(line)["id"] for line in journal] == [1000, 1003]
 
     summary = run_caption(raw, (model, processor), batch_size=3)
     assert summary.written == len(USABLE) - 2

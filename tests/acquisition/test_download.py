@@ -71,6 +71,8 @@ def test_every_row_ends_in_the_status_file_with_its_reason(served_release):
     assert by_key["meta.csv:row:14"] == ("skipped", "invalid_id")
     meta_rows = len((raw / "meta.csv").read_text().splitlines()) - 1
     assert len([entry for entry in entries.values() if entry["source"] == "meta.csv"]) == meta_rows
+    actor_rows = len((raw / "actors.csv").read_text().splitlines()) - 1
+    assert {entry["row"] for entry in entries.values() if entry["source"] == "actors.csv"} == set(range(1, actor_rows + 1))
     assert not (raw / "posters" / "1012.jpg").exists()
 
 
@@ -222,7 +224,7 @@ def test_no_more_requests_in_flight_to_one_host_than_per_host(release, server, i
     """Each reply takes 0.3 s, so without the limit all six requests would be in flight at once."""
     body = images.poster(1)
     slow = server.reply(200, body, hold_for=0.3)
-    raw = release([{"id": movie_id, "poster-url": server.route(f"/p/{movie_id}.jpg", slow)} for movie_id in range(1, 7)])
+    raw = release([{"id": number, "poster-url": server.route(f"/p/{number}.jpg", slow)} for number in range(1, 7)])
     download_release(raw, DownloadConfig(workers=6, per_host=2, **FAST))
     assert server.most_in_flight == 2
     assert [entry["status"] for entry in statuses(raw).values()] == ["ok"] * 6
