@@ -271,3 +271,12 @@ def test_the_command_explains_a_folder_that_is_not_a_release(tmp_path, capsys):
     args = parser.parse_args(["caption", str(tmp_path), "--no-progress"])
     assert args.func(args) == 2
     assert "meta.csv is missing" in capsys.readouterr().err
+
+
+def test_a_bad_batch_size_is_a_clear_error(raw, loaded):
+    from mpds.acquisition.caption import CaptionError
+
+    with pytest.raises(CaptionError, match="batch_size"):
+        run_caption(raw, loaded, batch_size=0)
+    with pytest.raises(CaptionError, match="processor"):
+        caption_posters(raw, loaded[0])

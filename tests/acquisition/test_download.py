@@ -371,3 +371,10 @@ def test_the_command_downloads_and_prints_a_summary(served_release, capsys):
 def test_the_command_explains_a_folder_that_is_not_a_release(tmp_path, capsys):
     assert _command(["download", str(tmp_path), "--no-progress"]) == 2
     assert "meta.csv is missing" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("option, value", [("workers", 0), ("per_host", 0), ("timeout", 0), ("retries", -1),
+                                           ("max_bytes", 0)])
+def test_a_bad_option_is_a_clear_error(option, value):
+    with pytest.raises(DownloadError, match=option):
+        DownloadConfig(**{option: value})
