@@ -27,6 +27,7 @@ import io
 import json
 import os
 import re
+import threading
 import time
 import warnings
 from collections import Counter
@@ -603,11 +604,27 @@ async def _run(root: Path, tasks: list[Task], config: DownloadConfig, status_pat
     progress = tqdm(total=len(todo), unit="img", desc="download", disable=not config.progress or None,
                     dynamic_ncols=True)
     status_handle = open(status_path, "a", encoding="utf-8")
+    status_lock = threading.Lock()
 
-    def record(entry: dict) -> None:
-        lines[entry["key"]] = line = _line(entry)
-        status_handle.write(line + "\n")
-        status_handle.flush()
+    def append(entry: dict) -> bool:
+        """Add a line to the status file (from any thread); False once the run is closing."""
+        with status_lock:
+            if status_handle.closed:
+                return False
+            lines[entry["key"]] = line = _line(entry)
+            status_handle.write(line + "\n")
+            status_handle.flush()
+            return True
+
+    def store(task: Task, fetched: _Fetched) -> dict:
+        entry, temporary = downloader.store(task, fetched)
+        # The line is written before the rename: a kill in between leaves an `ok` line without its
+        # file, which the next run downloads again, never a file without its line.
+        if append(entry) and temporary is not None:
+            os.replace(temporary, root / task.file)
+        return entry
+
+    def count(entry: dict) -> None:
         summary.counts[(entry["status"], entry["reason"])] += 1
         summary.num_bytes += entry["bytes"] or 0
         summary.fetched += 1
@@ -622,27 +639,26 @@ async def _run(root: Path, tasks: list[Task], config: DownloadConfig, status_pat
             try:
                 fetched = await downloader.fetch(session, task.url)
             except _Failure as failure:
-                record(task.entry("failed", failure.reason, failure.detail, None, failure.attempts))
-                continue
+                entry = task.entry("failed", failure.reason, failure.detail, None, failure.attempts)
             except Exception as error:  # a fault no reason above names; the row is still accounted for
-                record(task.entry("failed", "unexpected_error", f"{type(error).__name__}: {error}", None, 1))
+                entry = task.entry("failed", "unexpected_error", f"{type(error).__name__}: {error}", None, 1)
+            else:
+                # Validation decodes the image and the file is written and renamed: all off the event loop.
+                count(await asyncio.to_thread(store, task, fetched))
                 continue
-            entry, temporary = await asyncio.to_thread(downloader.store, task, fetched)
-            # The entry is written before the rename: a kill in between leaves an `ok` line without
-            # its file, which the next run downloads again, never a file without its line.
-            record(entry)
-            if temporary is not None:
-                os.replace(temporary, root / task.file)
+            append(entry)
+            count(entry)
 
     try:
         async with downloader.session() as session:
             await asyncio.gather(*(worker(session) for _ in range(min(config.workers, max(1, len(todo))))))
     finally:
         progress.close()
-        status_handle.close()
-        summary.seconds = time.perf_counter() - started
-        # 3. One line per row, in input order.
-        _write_status(status_path, tasks, lines)
+        with status_lock:  # a thread still storing after an interruption leaves its `.part` for the next run
+            status_handle.close()
+            summary.seconds = time.perf_counter() - started
+            # 3. One line per row, in input order.
+            _write_status(status_path, tasks, lines)
     return summary
 
 
