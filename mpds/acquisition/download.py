@@ -65,7 +65,7 @@ class DownloadConfig:
     Args:
         workers: downloads in flight at once.
         per_host: downloads in flight at once to one host (`host:port`).
-        timeout: seconds one request may take, from connecting to the last byte of the body.
+        timeout: seconds one request (one redirect hop) may take, from connecting to its last byte.
         retries: further attempts after a network error, a timeout, a 429 or a 5xx.
         backoff: seconds before the first retry; each retry doubles it, plus up to `backoff` of
             random jitter, up to `max_backoff`. A `Retry-After` header is waited out instead.

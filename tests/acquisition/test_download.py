@@ -72,7 +72,8 @@ def test_every_row_ends_in_the_status_file_with_its_reason(served_release):
     meta_rows = len((raw / "meta.csv").read_text().splitlines()) - 1
     assert len([entry for entry in entries.values() if entry["source"] == "meta.csv"]) == meta_rows
     actor_rows = len((raw / "actors.csv").read_text().splitlines()) - 1
-    assert {entry["row"] for entry in entries.values() if entry["source"] == "actors.csv"} == set(range(1, actor_rows + 1))
+    actor_rows_seen = {entry["row"] for entry in entries.values() if entry["source"] == "actors.csv"}
+    assert actor_rows_seen == set(range(1, actor_rows + 1))
     assert not (raw / "posters" / "1012.jpg").exists()
 
 
