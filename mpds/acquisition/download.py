@@ -43,7 +43,7 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait
 from tqdm.auto import tqdm
 
 from .. import __version__
-from ..data.parsing import CellError, parse_id, parse_list
+from ..data.parsing import CellError, parse_id, parse_list, parse_url_list
 from ..data.raw import IMAGE_EXTENSIONS, MIN_IMAGE_BYTES, RawFormatError, RawRelease, Reject, check_image, read_csv
 
 STATUS_FILE = "download_status.jsonl"
@@ -51,7 +51,6 @@ ALLOWED_SCHEMES = ("http", "https")
 # Statuses that retry no more: their file is on disk. Everything else is tried again on the next run.
 DONE_STATUSES = ("ok", "exists")
 _TEMP_SUFFIX = ".part"
-_URL_SEPARATORS = re.compile(r"[\s|]+|[,;](?=\s*[A-Za-z][A-Za-z0-9+.\-]*://)")
 
 
 class DownloadError(ValueError):
@@ -75,7 +74,7 @@ class DownloadConfig:
         max_pixels: images with more pixels are refused (`image_too_large`), before they are decoded.
         min_bytes: smaller bodies are refused (`image_too_small`); the paper drops images under 5 KB.
         max_redirects: redirects followed per attempt; each must go to http or https.
-        shard: `(i, N)` to fetch only the i-th of N parts (1 <= i <= N); see `shard_of`.
+        shard: `(i, N)` to fetch only the i-th of N parts, counted from 0 (0 <= i < N); see `shard_of`.
         posters, actors: which images to fetch.
         progress: show a progress bar.
     """
@@ -108,41 +107,10 @@ class DownloadConfig:
                 raise DownloadError(f"{name} must not be negative, got {getattr(self, name)}")
         if self.shard is not None:
             index, count = self.shard
-            if count < 1 or not 1 <= index <= count:
-                raise DownloadError(f"shard must be i/N with 1 <= i <= N, got {index}/{count}")
+            if not 0 <= index < count:
+                raise DownloadError(f"shard must be i/N with 0 <= i < N, got {index}/{count}")
         if not (self.posters or self.actors):
             raise DownloadError("nothing to download: both posters and actors are turned off")
-
-
-def parse_shard(text: str) -> tuple[int, int]:
-    """`'2/4'` -> `(2, 4)`: the second of four parts.
-
-    Raises:
-        DownloadError: if the text is not `i/N` with 1 <= i <= N.
-    """
-    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text or "")
-    if not match:
-        raise DownloadError(f"--shard must look like i/N (for example 1/4), got {text!r}")
-    index, count = int(match.group(1)), int(match.group(2))
-    if count < 1 or not 1 <= index <= count:
-        raise DownloadError(f"--shard {text}: i must be between 1 and N (the parts are 1/{max(count, 1)} to "
-                            f"{max(count, 1)}/{max(count, 1)})")
-    return index, count
-
-
-def parse_url_list(cell: Optional[str]) -> list[str]:
-    """The URLs of an `image-url` cell: a JSON or Python list, or URLs separated by white space, `|`,
-    or `,`/`;` before the next scheme.
-
-    `parse_list` would split a bare URL at its commas, and image-CDN URLs have commas
-    (`..._V1_UX380_CR0,0,380,562_.jpg`), so a cell that is not a list is split only where a URL ends.
-    """
-    text = (cell or "").strip()
-    if not text:
-        return []
-    if text[0] in "[{(":
-        return parse_list(text)
-    return [part for part in _URL_SEPARATORS.split(text) if part]
 
 
 @dataclass(slots=True)  # a release has hundreds of thousands of them
@@ -167,9 +135,9 @@ class Task:
 
 
 def shard_of(task: Task, count: int) -> int:
-    """The part (1 to `count`) a task belongs to: by movie or actor id, so all photos of an actor
+    """The part (0 to `count` - 1) a task belongs to: by movie or actor id, so all photos of an actor
     go to one machine; rows without a usable id go by row number."""
-    return task.shard_id % count + 1
+    return task.shard_id % count
 
 
 def plan_downloads(root: Union[str, Path], *, posters: bool = True, actors: bool = True) -> list[Task]:
@@ -559,7 +527,7 @@ def download_release(root: Union[str, Path], config: Optional[DownloadConfig] = 
         DownloadError: if `root` is not a raw release.
 
     Example:
-        >>> summary = download_release("mpds_raw", DownloadConfig(workers=32, shard=(1, 4)))  # doctest: +SKIP
+        >>> summary = download_release("mpds_raw", DownloadConfig(workers=32, shard=(0, 4)))  # doctest: +SKIP
     """
     config = config or DownloadConfig()
     root = Path(root)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..acquisition.download import DownloadConfig, DownloadError, download_release, parse_shard
+from ..acquisition.download import DownloadConfig, DownloadError, download_release
+from .arguments import shard
 
 _DEFAULTS = DownloadConfig()
 
@@ -37,7 +38,7 @@ def register(subparsers) -> None:
                         help=f"larger bodies are refused (default {_DEFAULTS.max_bytes})")
     parser.add_argument("--max-pixels", type=int, default=_DEFAULTS.max_pixels,
                         help=f"images with more pixels are refused before decoding (default {_DEFAULTS.max_pixels})")
-    parser.add_argument("--shard", metavar="I/N", type=_shard, default=None,
+    parser.add_argument("--shard", metavar="I/N", type=shard, default=None,
                         help="fetch only part I of N (1 <= I <= N), by movie or actor id")
     parser.add_argument("--status-file", default=None,
                         help="default RAW_DIR/download_status.jsonl (download_status.shard-I-of-N.jsonl with --shard)")
@@ -45,13 +46,6 @@ def register(subparsers) -> None:
     parser.add_argument("--actors-only", action="store_true", help="skip meta.csv posters")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
-
-
-def _shard(text: str):
-    try:
-        return parse_shard(text)
-    except DownloadError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def run(args) -> int:

@@ -17,11 +17,10 @@ from mpds.acquisition.download import (
     DownloadConfig,
     DownloadError,
     download_release,
-    parse_shard,
-    parse_url_list,
     read_status,
 )
 from mpds.commands import download as download_command
+from mpds.commands.arguments import shard
 
 FAST = dict(backoff=0.001, max_backoff=0.01, progress=False)
 
@@ -329,10 +328,10 @@ def test_a_run_killed_halfway_then_restarted_ends_like_an_uninterrupted_run(serv
 
 def test_shards_split_the_rows_without_overlap(served_release):
     raw, _ = served_release(num_posters=12, num_actors=3)
+    download_release(raw, DownloadConfig(shard=(0, 2), **FAST))
     download_release(raw, DownloadConfig(shard=(1, 2), **FAST))
-    download_release(raw, DownloadConfig(shard=(2, 2), **FAST))
-    first = statuses(raw, "download_status.shard-1-of-2.jsonl")
-    second = statuses(raw, "download_status.shard-2-of-2.jsonl")
+    first = statuses(raw, "download_status.shard-0-of-2.jsonl")
+    second = statuses(raw, "download_status.shard-1-of-2.jsonl")
     assert first and second and not set(first) & set(second)
     whole, _ = served_release(num_posters=12, num_actors=3, name="whole")
     download_release(whole, DownloadConfig(**FAST))
@@ -341,17 +340,15 @@ def test_shards_split_the_rows_without_overlap(served_release):
     assert len(actor_shards) == 3  # all photos of one actor are in one shard
 
 
-@pytest.mark.parametrize("text", ["0/4", "5/4", "1/0", "half", ""])
+@pytest.mark.parametrize("text", ["4/4", "5/4", "1/0", "half", ""])
 def test_a_bad_shard_is_a_clear_error(text):
-    with pytest.raises(DownloadError, match="shard"):
-        parse_shard(text)
+    with pytest.raises(argparse.ArgumentTypeError, match="shard"):
+        shard(text)
 
 
-def test_image_urls_with_commas_stay_whole():
-    url = "https://m.media-amazon.com/images/M/MV5B._V1_QL75_UX380_CR0,0,380,562_.jpg"
-    assert parse_url_list(url) == [url]
-    assert parse_url_list(f"{url}, https://a.org/2.jpg") == [url, "https://a.org/2.jpg"]
-    assert parse_url_list(f'["{url}"]') == [url]
+def test_a_shard_outside_its_count_is_refused_by_the_config():
+    with pytest.raises(DownloadError, match="0 <= i < N"):
+        DownloadConfig(shard=(2, 2))
 
 
 def _command(argv):
