@@ -71,7 +71,11 @@ def render_card(splits: dict, file_format: str, summary, repo_id: str = DEFAULT_
         repo_id=repo_id,
         split_rows=rows,
         fields=fields,
-        rejected_summary="\n".join(f"- {line.strip()}" for line in str(summary).splitlines()[1:-1]),
+        rejected_rows=[{"config": config, "written": summary.written(config),
+                        "rejected": sum(summary.rejected[config].values()),
+                        "reasons": ", ".join(f"{reason} {count}" for reason, count in sorted(summary.rejected[config].items())) or "none",
+                        "images": summary.rejected_images.get(config, 0)}
+                       for config in splits],
     )
 
 

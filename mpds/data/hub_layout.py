@@ -319,7 +319,6 @@ def _run_job(raw_dir: str, out_dir: str, options: BuildOptions, scan: Scan, job:
             else:
                 part.write(record, [ALL_SPLIT])
                 part.input_rows += 1
-            _tick(1 if job == "meta" else 0)
     part.commit()
     return 1
 
@@ -376,6 +375,18 @@ def _load_manifests(out: Path) -> list[dict]:
     return [json.loads(path.read_text()) | {"name": path.stem} for path in sorted(folder.glob("*.json"))]
 
 
+def _done_blocks(manifests: list[dict]) -> dict[str, set]:
+    """The blocks each job ("posters", "meta", ...) has committed, from the part manifests."""
+    done = defaultdict(set)
+    for manifest in manifests:
+        done[manifest["name"].rsplit("-", 1)[0]].update(manifest["blocks"])
+    return done
+
+
+def _num_blocks(num_rows: int, block_size: int) -> int:
+    return max(1, -(-num_rows // block_size))
+
+
 def _clean_uncommitted(out: Path, manifests: list[dict]) -> None:
     """Remove what a killed run left: temporary files and shards that no manifest names."""
     shutil.rmtree(out / STATE_DIR / "tmp", ignore_errors=True)
@@ -394,7 +405,7 @@ def _prepare_state(raw: RawRelease, out: Path, options: BuildOptions, scan: Scan
     """Record the build's settings, or check that OUT's earlier build used the same ones."""
     inputs = {path.name: path.stat().st_size for path in (raw.meta_csv, raw.posters_csv, raw.actors_csv) if path.is_file()}
     state = {"version": 1, "settings": options.fingerprint(), "inputs": inputs, "num_rows": scan.num_rows,
-             "num_blocks": max(1, -(-scan.num_rows // options.block_size))}
+             "num_blocks": _num_blocks(scan.num_rows, options.block_size)}
     path = out / STATE_DIR / "build.json"
     if path.is_file():
         earlier = json.loads(path.read_text())
@@ -443,12 +454,10 @@ def build(raw_dir, out_dir, options: Optional[BuildOptions] = None, *, progress:
     _clean_uncommitted(out, manifests)
 
     shard_index, num_shards = options.shard
-    done = defaultdict(set)
-    for manifest in manifests:
-        job = manifest["name"].rsplit("-", 1)[0]
-        done[job].update(manifest["blocks"])
-    num_blocks = max(1, -(-scan.num_rows // options.block_size))
-    todo = [block for block in range(num_blocks) if block % num_shards == shard_index and block not in done["posters"]]
+    done = _done_blocks(manifests)
+    size = options.block_size
+    todo = [block for block in range(_num_blocks(scan.num_rows, size))
+            if block % num_shards == shard_index and block not in done["posters"]]
     jobs = [(job, [0]) for job in SINGLE_PART_JOBS if shard_index == 0 and 0 not in done[job]]
     runs = max(1, min(options.num_proc, len(todo)))
     for k in range(runs):
@@ -456,9 +465,8 @@ def build(raw_dir, out_dir, options: Optional[BuildOptions] = None, *, progress:
         if chunk:
             jobs.append(("posters", chunk))
 
-    total = sum(len(blocks) for job, blocks in jobs if job == "posters")
-    total_rows = min(scan.num_rows, total * options.block_size) + (scan.num_rows if any(j == "meta" for j, _ in jobs) else 0)
-    bar = tqdm(total=total_rows, unit=" rows", desc="Building MPDS", disable=not progress)
+    poster_rows = sum(min(size, scan.num_rows - block * size) for block in todo)
+    bar = tqdm(total=poster_rows, unit=" posters", desc="Building MPDS", disable=not progress)
     if options.num_proc == 1:
         events: queue.Queue = queue.Queue()
         _init_worker(events)
@@ -534,9 +542,7 @@ def merge(out_dir) -> BuildSummary:
         raise BuildError(f"{out} holds no mpds build (no {STATE_DIR}/build.json)")
     state = json.loads(state_path.read_text())
     manifests = _load_manifests(out)
-    done = defaultdict(set)
-    for manifest in manifests:
-        done[manifest["name"].rsplit("-", 1)[0]].update(manifest["blocks"])
+    done = _done_blocks(manifests)
     missing = sorted(set(range(state["num_blocks"])) - done["posters"])
     missing_jobs = [job for job in SINGLE_PART_JOBS if 0 not in done[job]]
     if missing or missing_jobs:
