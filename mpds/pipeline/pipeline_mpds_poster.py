@@ -9,8 +9,6 @@ eps(0) is the negative prompt, eps(p) the prompt without the actor, eps(p,a) the
 eps(p,a,c) the same plus the caption ControlNet's residuals.
 """
 
-from __future__ import annotations
-
 import contextlib
 import inspect
 import json
@@ -32,7 +30,7 @@ from diffusers.pipelines.stable_diffusion.safety_checker import StableDiffusionS
 from diffusers.schedulers import KarrasDiffusionSchedulers
 from diffusers.utils import BaseOutput, logging
 from diffusers.utils.torch_utils import randn_tensor
-from transformers import CLIPTextModel, CLIPTokenizer
+from transformers import CLIPImageProcessor, CLIPTextModel, CLIPTokenizer
 
 from .attention import LocalizedAttention, LocalizedAttnProcessor, box_mask, build_region_masks
 from .caption import PosterCaption, RenderedCaption, render_caption
@@ -46,6 +44,26 @@ LORA_FOLDER = "lora"
 ACTORS_FOLDER = "actors"
 LORA_INDEX = "adapters.json"
 DEFAULT_BASE_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
+# The bundle's model_index.json names its class as [module, class] with this module beside it, diffusers' way of
+# declaring custom pipeline code. The module only explains how to load the bundle: plain
+# `DiffusionPipeline.from_pretrained` stops there (asking to inspect it), instead of failing on an unknown class.
+LOADER_MODULE = "mpds_pipeline"
+LOADER_MODULE_TEXT = """\"\"\"This folder is an mpds `MPDSPosterPipeline` bundle; it loads with the mpds library, not plain diffusers.
+
+    pip install mpds
+
+    from mpds import MPDSPosterPipeline
+    pipe = MPDSPosterPipeline.from_pretrained("<this folder or Hub repo>")
+
+`MPDSPosterPipeline.from_pretrained` never runs this file.
+\"\"\"
+
+raise ImportError(
+    "This is an mpds MPDSPosterPipeline bundle: install mpds (`pip install mpds`) and load it with "
+    "`mpds.MPDSPosterPipeline.from_pretrained(...)`; plain `DiffusionPipeline.from_pretrained` would miss its "
+    "LoRA and actors."
+)
+"""
 
 EXAMPLE_DOC_STRING = """
     Examples:
@@ -169,7 +187,7 @@ class MPDSPosterPipeline(DiffusionPipeline, StableDiffusionMixin, TextualInversi
         scheduler: KarrasDiffusionSchedulers,
         controlnet: ControlNetModel | None = None,
         safety_checker: StableDiffusionSafetyChecker | None = None,
-        feature_extractor: "CLIPImageProcessor | None" = None,
+        feature_extractor: CLIPImageProcessor | None = None,
         requires_safety_checker: bool = False,
     ):
         super().__init__()
@@ -710,6 +728,8 @@ class MPDSPosterPipeline(DiffusionPipeline, StableDiffusionMixin, TextualInversi
         tokens = [token for name in self._actors for token in self._actor_vector_tokens(name)]
         if tokens:
             self.unload_textual_inversion(tokens)
+            # unload_textual_inversion shrinks the embedding matrix but not the config that is saved with it.
+            self.text_encoder.config.vocab_size = self.text_encoder.get_input_embeddings().num_embeddings
         try:
             yield
         finally:
@@ -756,6 +776,15 @@ class MPDSPosterPipeline(DiffusionPipeline, StableDiffusionMixin, TextualInversi
             super().save_pretrained(
                 save_directory, safe_serialization=True, variant=variant, max_shard_size=max_shard_size
             )
+
+        model_index_file = os.path.join(save_directory, self.config_name)
+        with open(model_index_file) as f:
+            model_index = json.load(f)
+        model_index["_class_name"] = [LOADER_MODULE, type(self).__name__]
+        with open(model_index_file, "w") as f:
+            json.dump(model_index, f, indent=2, sort_keys=True)
+        with open(os.path.join(save_directory, f"{LOADER_MODULE}.py"), "w") as f:
+            f.write(LOADER_MODULE_TEXT)
 
         lora_directory = os.path.join(save_directory, LORA_FOLDER)
         for adapter_name, layers in adapters.items():
@@ -825,6 +854,15 @@ class MPDSPosterPipeline(DiffusionPipeline, StableDiffusionMixin, TextualInversi
             return api.upload_folder(
                 repo_id=repo_id, folder_path=folder, commit_message=commit_message, create_pr=create_pr
             )
+
+    @classmethod
+    def _dict_from_json_file(cls, json_file: str | os.PathLike) -> dict:
+        # Read our own model_index.json's [module, class] name as the class itself, so diffusers does not look for
+        # custom code: this class is the code.
+        config = super()._dict_from_json_file(json_file)
+        if config.get("_class_name") == [LOADER_MODULE, cls.__name__]:
+            config["_class_name"] = cls.__name__
+        return config
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs):

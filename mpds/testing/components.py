@@ -64,7 +64,7 @@ def build_text_encoder(size: str = "tiny", seed: int = 0) -> CLIPTextModel:
     torch.manual_seed(seed)
     if size == "tiny":
         config = CLIPTextConfig(
-            hidden_size=32, intermediate_size=37, num_attention_heads=4, num_hidden_layers=2, vocab_size=1000,
+            hidden_size=32, intermediate_size=37, num_attention_heads=4, num_hidden_layers=2, vocab_size=514,
             bos_token_id=0, eos_token_id=1, pad_token_id=1, max_position_embeddings=77,
         )
     else:
