@@ -607,6 +607,8 @@ class MPDSPosterPipeline(DiffusionPipeline, StableDiffusionMixin, TextualInversi
                 token_ids[branch.texts] = ids.repeat_interleave(num_images_per_prompt, dim=0)
                 embeddings[branch.texts] = embeds.repeat_interleave(num_images_per_prompt, dim=0)
 
+        prompt_dtype = next(iter(embeddings.values())).dtype
+
         # 6. Prepare localized attention: token regions of each branch's prompts
         localized_tokens = []
         if localized_attention_steps > 0:
@@ -617,9 +619,7 @@ class MPDSPosterPipeline(DiffusionPipeline, StableDiffusionMixin, TextualInversi
         self.scheduler.set_timesteps(num_inference_steps, device=device)
         timesteps = self.scheduler.timesteps
         self._num_timesteps = len(timesteps)
-        latents = self.prepare_latents(
-            batch_size, height, width, embeddings[branches[0].texts].dtype, device, generator, latents
-        )
+        latents = self.prepare_latents(batch_size, height, width, prompt_dtype, device, generator, latents)
         extra_step_kwargs = self.prepare_extra_step_kwargs(generator, eta)
         num_localized_steps = round(localized_attention_steps * len(timesteps))
 
@@ -694,7 +694,7 @@ class MPDSPosterPipeline(DiffusionPipeline, StableDiffusionMixin, TextualInversi
             image, has_nsfw_concept = latents, None
         else:
             image = self.vae.decode(latents / self.vae.config.scaling_factor, return_dict=False, generator=generator)[0]
-            image, has_nsfw_concept = self.run_safety_checker(image, device, embeddings[branches[0].texts].dtype)
+            image, has_nsfw_concept = self.run_safety_checker(image, device, prompt_dtype)
             do_denormalize = [True] * image.shape[0] if has_nsfw_concept is None else [not n for n in has_nsfw_concept]
             image = self.image_processor.postprocess(image, output_type=output_type, do_denormalize=do_denormalize)
 
