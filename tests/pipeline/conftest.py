@@ -5,12 +5,8 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import pytest
-import torch
 
 from mpds.testing.components import build_actor_embedding, build_poster_pipeline
-
-SIZE = 32  # pixels: latents are 16x16 with the tiny VAE
-
 
 @pytest.fixture
 def pipe():
@@ -28,8 +24,4 @@ def pipe_without_controlnet():
 @pytest.fixture
 def call_kwargs():
     """Arguments of a quick, deterministic call (without the generator, which each call needs fresh)."""
-    return {"height": SIZE, "width": SIZE, "num_inference_steps": 2, "output_type": "np"}
-
-
-def seeded(seed: int = 0) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
+    return {"height": 32, "width": 32, "num_inference_steps": 2, "output_type": "np"}
