@@ -84,11 +84,15 @@ class RenderedCaption:
         sketch: the caption drawn black on white, RGB.
         control_image: its Canny edges, white on black, RGB (3 identical channels): the ControlNet's input.
         text_boxes: pixel boxes (left, top, right, bottom) of the drawn text, keyed by role.
+        lines: the lines each part was wrapped into, keyed by role.
+        font_sizes: the font size each part was drawn at, keyed by role.
     """
 
     sketch: Image.Image
     control_image: Image.Image
     text_boxes: dict[str, tuple[int, int, int, int]] = field(default_factory=dict)
+    lines: dict[str, list[str]] = field(default_factory=dict)
+    font_sizes: dict[str, int] = field(default_factory=dict)
 
     @property
     def is_empty(self) -> bool:
@@ -187,7 +191,7 @@ def render_caption(
 
     sketch = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(sketch)
-    text_boxes = {}
+    text_boxes, wrapped, font_sizes = {}, {}, {}
     for role, text in caption.parts.items():
         left, top, right, bottom = LAYOUTS[caption.layout][role]
         box = (int(left * width), int(top * height), int(right * width), int(bottom * height))
@@ -199,6 +203,7 @@ def render_caption(
             draw.text((x, y), line, fill="black", font=loaded, anchor="mt")
             drawn.append(draw.textbbox((x, y), line, font=loaded, anchor="mt"))
             y += line_height
+        wrapped[role], font_sizes[role] = lines, loaded.size
         text_boxes[role] = (
             min(b[0] for b in drawn),
             min(b[1] for b in drawn),
@@ -209,4 +214,4 @@ def render_caption(
     gray = np.asarray(sketch.convert("L"))
     edges = cv2.Canny(gray, _CANNY_LOW, _CANNY_HIGH)
     control_image = Image.fromarray(np.stack([edges] * 3, axis=-1))
-    return RenderedCaption(sketch=sketch, control_image=control_image, text_boxes=text_boxes)
+    return RenderedCaption(sketch, control_image, text_boxes, wrapped, font_sizes)
