@@ -614,6 +614,16 @@ class MPDSPosterPipeline(DiffusionPipeline, StableDiffusionMixin, TextualInversi
         if localized_attention_steps > 0:
             localized_tokens = self._localized_tokens(actor_token, actor_box, caption, rendered, height, width)
         region_masks = {texts: build_region_masks(ids, localized_tokens) for texts, ids in token_ids.items()}
+        if any(m is not None for m in region_masks.values()):
+            replaced = sorted(
+                {type(p).__name__ for p in self.unet.attn_processors.values() if not isinstance(p, LocalizedAttnProcessor)}
+            )
+            if replaced:
+                raise ValueError(
+                    f"Localized attention needs mpds' LocalizedAttnProcessor in the UNet, but it has {replaced} "
+                    "(e.g. after set_attn_processor or fuse_qkv_projections); pass `localized_attention_steps=0`, "
+                    "or call `pipe.unet.set_attn_processor(LocalizedAttnProcessor())`."
+                )
 
         # 7. Prepare timesteps and latents
         self.scheduler.set_timesteps(num_inference_steps, device=device)

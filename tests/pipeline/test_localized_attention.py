@@ -1,5 +1,6 @@
 """Localized attention: the actor's token and caption words attend only inside their regions in the first steps."""
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -98,3 +99,14 @@ def test_no_localization_without_actor_or_caption(pipe):
     )
     pipe("a movie poster, title", height=32, width=32, num_inference_steps=3, output_type="latent")
     assert captured == [None, None, None]
+
+
+def test_replaced_attention_processors_are_reported_not_ignored(pipe):
+    from diffusers.models.attention_processor import AttnProcessor2_0
+
+    pipe.unet.set_attn_processor(AttnProcessor2_0())
+    arguments = {"actor": "bob", "height": 32, "width": 32, "num_inference_steps": 2, "output_type": "latent"}
+    with pytest.raises(ValueError, match=r"needs mpds' LocalizedAttnProcessor in the UNet, but it has \['AttnProcessor2_0'\]"):
+        pipe("a movie poster of {actor}", **arguments)
+    # Without localization the standard processors are fine.
+    pipe("a movie poster of {actor}", localized_attention_steps=0.0, **arguments)

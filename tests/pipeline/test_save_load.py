@@ -10,7 +10,7 @@ from diffusers import DiffusionPipeline
 from safetensors import safe_open
 
 from mpds.pipeline import MPDSPosterPipeline, PosterCaption
-from mpds.testing.components import add_random_lora
+from mpds.testing.components import add_random_lora, build_components, build_controlnet
 
 CALL = {
     "prompt": "a movie poster of {actor}, title",
@@ -106,3 +106,26 @@ def test_fused_lora_is_not_saved(pipe, tmp_path):
     pipe.fuse_lora()
     with pytest.raises(ValueError, match="unfuse_lora"):
         pipe.save_pretrained(tmp_path)
+
+
+def _stable_diffusion(tmp_path):
+    from diffusers import StableDiffusionPipeline
+
+    components = build_components(size="tiny", with_controlnet=False)
+    components.pop("controlnet")
+    return StableDiffusionPipeline(**components, requires_safety_checker=False)
+
+
+def test_loads_a_stable_diffusion_folder_and_takes_a_controlnet(tmp_path):
+    base = _stable_diffusion(tmp_path)
+    base.save_pretrained(tmp_path / "sd")
+    pipe = MPDSPosterPipeline.from_pretrained(tmp_path / "sd", controlnet=build_controlnet(base.unet))
+    pipe.set_progress_bar_config(disable=True)
+    output = pipe("a movie poster", caption="NIGHT SHIFT", height=32, width=32, num_inference_steps=2, output_type="np")
+    assert output.images.shape == (1, 32, 32, 3) and len(output.control_images) == 1
+
+
+def test_from_pipe_reuses_a_stable_diffusion_pipelines_components(tmp_path):
+    base = _stable_diffusion(tmp_path)
+    pipe = MPDSPosterPipeline.from_pipe(base, controlnet=build_controlnet(base.unet))
+    assert pipe.unet is base.unet and pipe.vae is base.vae and pipe.controlnet is not None
