@@ -103,33 +103,35 @@ def main() -> None:
     def generator():
         return torch.Generator().manual_seed(0)
 
-    common = {"height": args.size, "width": args.size, "num_inference_steps": args.steps}
-    configurations = {
-        "diffusers ControlNet pipeline (CFG 7.5)": lambda: theirs(
-            PROMPT.replace("{actor}", "<lead>"), image=control_image, guidance_scale=SCALES[0],
-            generator=generator(), **common,
-        ),
-        "mpds full: actor + caption, s=(7.5, 5, 3)": lambda: ours(
-            PROMPT, caption=CAPTION, actor="lead", guidance_scale=SCALES[0], actor_guidance_scale=SCALES[1],
-            caption_guidance_scale=SCALES[2], generator=generator(), **common,
-        ),
-        "naive: four UNet calls per step": lambda: naive_poster(ours, args.steps, args.size, generator()),
-        "mpds no actor, s=(7.5, 5, 3)": lambda: ours(
-            PROMPT.replace("{actor}", "a detective"), caption=CAPTION, guidance_scale=SCALES[0],
-            actor_guidance_scale=SCALES[1], caption_guidance_scale=SCALES[2], generator=generator(), **common,
-        ),
-        "mpds plain guidance, s1=s2=s3=7.5": lambda: ours(
-            PROMPT, caption=CAPTION, actor="lead", guidance_scale=7.5, actor_guidance_scale=7.5,
-            caption_guidance_scale=7.5, generator=generator(), **common,
-        ),
-    }
+    def configurations(steps):
+        common = {"height": args.size, "width": args.size, "num_inference_steps": steps}
+        return {
+            "diffusers ControlNet pipeline (CFG 7.5)": lambda: theirs(
+                PROMPT.replace("{actor}", "<lead>"), image=control_image, guidance_scale=SCALES[0],
+                generator=generator(), **common,
+            ),
+            "mpds full: actor + caption, s=(7.5, 5, 3)": lambda: ours(
+                PROMPT, caption=CAPTION, actor="lead", guidance_scale=SCALES[0], actor_guidance_scale=SCALES[1],
+                caption_guidance_scale=SCALES[2], generator=generator(), **common,
+            ),
+            "naive: four UNet calls per step": lambda: naive_poster(ours, steps, args.size, generator()),
+            "mpds no actor, s=(7.5, 5, 3)": lambda: ours(
+                PROMPT.replace("{actor}", "a detective"), caption=CAPTION, guidance_scale=SCALES[0],
+                actor_guidance_scale=SCALES[1], caption_guidance_scale=SCALES[2], generator=generator(), **common,
+            ),
+            "mpds plain guidance, s1=s2=s3=7.5": lambda: ours(
+                PROMPT, caption=CAPTION, actor="lead", guidance_scale=7.5, actor_guidance_scale=7.5,
+                caption_guidance_scale=7.5, generator=generator(), **common,
+            ),
+        }
 
-    # Warm-up: one call each, untimed (first calls allocate and pick kernels).
-    for run in configurations.values():
+    # Warm-up: a one-step call of each, untimed (first calls allocate memory and pick kernels).
+    for run in configurations(1).values():
         run()
-    times = {name: [] for name in configurations}
+    timed = configurations(args.steps)
+    times = {name: [] for name in timed}
     for _ in range(args.repeats):
-        for name, run in configurations.items():
+        for name, run in timed.items():
             begin = time.perf_counter()
             run()
             if args.device.startswith("cuda"):
@@ -146,7 +148,7 @@ def main() -> None:
             f"  ({', '.join(f'{v:.2f}' for v in values)})"
         )
 
-    names = list(configurations)
+    names = list(timed)
     diffusers_time, full, naive, no_actor, plain = (fastest[n] for n in names)
     # The fastest run is the one least disturbed by other work on the machine.
     print("\nratios of the fastest runs (goal in brackets)")

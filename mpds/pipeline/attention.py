@@ -54,9 +54,9 @@ class LocalizedAttention:
         if self.region_masks is None:
             return None
         _, _, height, width = self.region_masks.shape
-        # UNet feature maps are the latent grid halved some number of times.
+        # UNet feature maps are the latent grid halved some number of times (stride-2 convolutions round up).
         factor = round((height * width / num_pixels) ** 0.5)
-        size = (max(height // factor, 1), max(width // factor, 1))
+        size = (-(-height // factor), -(-width // factor))
         if size[0] * size[1] != num_pixels:
             raise ValueError(f"Cannot match a {height}x{width} region mask to a feature map of {num_pixels} pixels.")
         if size not in self._by_resolution:

@@ -30,7 +30,8 @@ from diffusers.pipelines.stable_diffusion.safety_checker import StableDiffusionS
 from diffusers.schedulers import KarrasDiffusionSchedulers
 from diffusers.utils import BaseOutput, logging
 from diffusers.utils.torch_utils import randn_tensor
-from transformers import CLIPImageProcessor, CLIPTextModel, CLIPTokenizer
+from transformers import CLIPTextModel, CLIPTokenizer
+from transformers.image_processing_utils import BaseImageProcessor
 
 from .attention import LocalizedAttention, LocalizedAttnProcessor, box_mask, build_region_masks
 from .caption import PosterCaption, RenderedCaption, render_caption
@@ -170,7 +171,7 @@ class MPDSPosterPipeline(DiffusionPipeline, StableDiffusionMixin, TextualInversi
         controlnet ([`ControlNetModel`], *optional*): the caption ControlNet (Canny edges); without it the caption
             branch is off.
         safety_checker ([`StableDiffusionSafetyChecker`], *optional*) and feature_extractor
-            ([`~transformers.CLIPImageProcessor`], *optional*): Stable Diffusion's safety checker and its processor.
+            (a CLIP image processor, *optional*): Stable Diffusion's safety checker and its processor.
     """
 
     model_cpu_offload_seq = "text_encoder->unet->vae"
@@ -187,7 +188,7 @@ class MPDSPosterPipeline(DiffusionPipeline, StableDiffusionMixin, TextualInversi
         scheduler: KarrasDiffusionSchedulers,
         controlnet: ControlNetModel | None = None,
         safety_checker: StableDiffusionSafetyChecker | None = None,
-        feature_extractor: CLIPImageProcessor | None = None,
+        feature_extractor: BaseImageProcessor | None = None,
         requires_safety_checker: bool = False,
     ):
         super().__init__()
@@ -272,6 +273,20 @@ class MPDSPosterPipeline(DiffusionPipeline, StableDiffusionMixin, TextualInversi
         self.load_textual_inversion({f"<{name}>": embedding}, token=f"<{name}>")
         self._actors[name] = embedding.detach().cpu().clone()
         return name
+
+    def load_lora_weights(self, pretrained_model_name_or_path_or_dict, adapter_name: str | None = None, **kwargs):
+        """diffusers' `load_lora_weights`, from safetensors only (no fallback to pickled `.bin` files)."""
+        if kwargs.get("use_safetensors") is False:
+            raise ValueError("MPDS loads LoRA weights from safetensors only; leave `use_safetensors` unset or True.")
+        kwargs["use_safetensors"] = True
+        super().load_lora_weights(pretrained_model_name_or_path_or_dict, adapter_name=adapter_name, **kwargs)
+
+    def load_textual_inversion(self, pretrained_model_name_or_path, token=None, tokenizer=None, text_encoder=None, **kwargs):
+        """diffusers' `load_textual_inversion`, from safetensors only (no fallback to pickled `.bin` files)."""
+        if kwargs.get("use_safetensors") is False:
+            raise ValueError("MPDS loads embeddings from safetensors only; leave `use_safetensors` unset or True.")
+        kwargs["use_safetensors"] = True
+        super().load_textual_inversion(pretrained_model_name_or_path, token, tokenizer, text_encoder, **kwargs)
 
     def _actor_token(self, actor: str) -> str:
         name = actor[1:-1] if actor.startswith("<") and actor.endswith(">") else actor

@@ -107,3 +107,19 @@ def test_other_invalid_arguments(pipe, arguments, message):
 def test_caption_layout_must_be_known():
     with pytest.raises(ValueError, match=r"`layout` must be one of \['bottom', 'top'\], got 'left'"):
         PosterCaption("TITLE", layout="left")
+
+
+def test_lora_and_embeddings_never_fall_back_to_pickle(pipe, tmp_path):
+    from peft.utils import get_peft_model_state_dict
+
+    from mpds.testing.components import add_random_lora
+
+    add_random_lora(pipe, adapter_name="style")
+    pipe.save_lora_weights(tmp_path / "lora", unet_lora_layers=get_peft_model_state_dict(pipe.unet, adapter_name="style"),
+                           safe_serialization=False)
+    assert (tmp_path / "lora" / "pytorch_lora_weights.bin").exists()
+    with pytest.raises(OSError):
+        pipe.load_lora_weights(tmp_path / "lora", adapter_name="pickled")
+    torch.save({"<pickled>": torch.zeros(1, 32)}, tmp_path / "learned_embeds.bin")
+    with pytest.raises(OSError):
+        pipe.load_textual_inversion(str(tmp_path))
