@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import unicodedata
 from dataclasses import dataclass, field
 
 import cv2
@@ -110,10 +111,15 @@ def _text_width(draw: ImageDraw.ImageDraw, text: str, font) -> int:
     return right - left
 
 
-def _wrap(draw: ImageDraw.ImageDraw, text: str, font, max_width: int) -> list[str] | None:
-    """Greedy line breaking at spaces, and inside a word (e.g. CJK text with no spaces) only when it is too wide.
+def _breakable_anywhere(word: str) -> bool:
+    """Scripts written without spaces (CJK) may break between any two characters; Latin-like words may not."""
+    return any(unicodedata.east_asian_width(character) in ("W", "F") for character in word)
 
-    Returns None when a single character is wider than `max_width`.
+
+def _wrap(draw: ImageDraw.ImageDraw, text: str, font, max_width: int, break_words: bool) -> list[str] | None:
+    """Greedy line breaking at spaces; inside a word only for CJK text, or for any word when `break_words`.
+
+    Returns None when the text cannot be wrapped to `max_width` under these rules.
     """
     lines: list[str] = []
     line = ""
@@ -124,6 +130,11 @@ def _wrap(draw: ImageDraw.ImageDraw, text: str, font, max_width: int) -> list[st
             continue
         if line:
             lines.append(line)
+        if _text_width(draw, word, font) <= max_width:
+            line = word
+            continue
+        if not (break_words or _breakable_anywhere(word)):
+            return None
         line = ""
         for character in word:
             if _text_width(draw, line + character, font) <= max_width:
@@ -139,17 +150,20 @@ def _wrap(draw: ImageDraw.ImageDraw, text: str, font, max_width: int) -> list[st
 
 
 def _fit(draw, text: str, box: tuple[int, int, int, int], start_size: int, font):
-    """The largest font size (from `start_size` down) at which `text`, wrapped, fits in `box`."""
+    """The largest font size (from `start_size` down) at which `text`, wrapped, fits in `box`.
+
+    Words are kept whole while any size allows it; only then are they broken between characters.
+    """
     box_width, box_height = box[2] - box[0], box[3] - box[1]
-    size = max(start_size, _MIN_FONT_SIZE)
-    while size >= _MIN_FONT_SIZE:
-        loaded = _load_font(font, size)
-        lines = _wrap(draw, text, loaded, box_width)
-        if lines is not None:
+    for break_words in (False, True):
+        size = max(start_size, _MIN_FONT_SIZE)
+        while size >= _MIN_FONT_SIZE:
+            loaded = _load_font(font, size)
+            lines = _wrap(draw, text, loaded, box_width, break_words)
             line_height = int(size * 1.15)
-            if line_height * len(lines) <= box_height:
+            if lines is not None and line_height * len(lines) <= box_height:
                 return loaded, lines, line_height
-        size = int(size * 0.9) if size > 10 else size - 1
+            size = int(size * 0.9) if size > 10 else size - 1
     raise ValueError(
         f"Caption text {text!r} does not fit in a {box_width}x{box_height} pixel box even at font size "
         f"{_MIN_FONT_SIZE}; shorten it or render a larger poster."

@@ -107,3 +107,8 @@ def test_top_layout_puts_the_title_above_the_credits():
 def test_a_plain_string_is_the_title():
     assert set(render_caption("NIGHT SHIFT", WIDTH, HEIGHT).text_boxes) == {"title"}
     assert PosterCaption("A", credits="ONE NAME").credits == ("ONE NAME",)
+
+
+def test_latin_words_shrink_before_they_are_broken():
+    rendered = render_caption("SUPERCALIFRAGILISTIC EXPIALIDOCIOUS", WIDTH, HEIGHT)
+    assert rendered.lines["title"] == ["SUPERCALIFRAGILISTIC", "EXPIALIDOCIOUS"]
