@@ -66,7 +66,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", type=int, default=256, help="poster side in pixels (default: 256)")
     parser.add_argument("--steps", type=int, default=2, help="denoising steps per poster (default: 2)")
-    parser.add_argument("--repeats", type=int, default=2, help="timed runs of each configuration (default: 2)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs of each configuration (default: 3)")
     parser.add_argument(
         "--components", default="sd15", choices=["sd15", "tiny"], help="sd15 (default), or tiny to check the script"
     )
