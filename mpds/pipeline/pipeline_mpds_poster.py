@@ -28,7 +28,7 @@ from diffusers.loaders import StableDiffusionLoraLoaderMixin, TextualInversionLo
 from diffusers.pipelines.pipeline_utils import StableDiffusionMixin
 from diffusers.pipelines.stable_diffusion.safety_checker import StableDiffusionSafetyChecker
 from diffusers.schedulers import KarrasDiffusionSchedulers
-from diffusers.utils import BaseOutput, logging
+from diffusers.utils import BaseOutput, logging, replace_example_docstring
 from diffusers.utils.torch_utils import randn_tensor
 from transformers import CLIPTextModel, CLIPTokenizer
 from transformers.image_processing_utils import BaseImageProcessor
@@ -465,6 +465,7 @@ class MPDSPosterPipeline(DiffusionPipeline, StableDiffusionMixin, TextualInversi
         return self._num_timesteps
 
     @torch.no_grad()
+    @replace_example_docstring(EXAMPLE_DOC_STRING)
     def __call__(
         self,
         prompt: str | list[str],
@@ -535,6 +536,8 @@ class MPDSPosterPipeline(DiffusionPipeline, StableDiffusionMixin, TextualInversi
 
         Raises:
             ValueError: for the invalid inputs listed in `check_inputs`.
+
+        Examples:
         """
         height = height or self.unet.config.sample_size * self.vae_scale_factor
         width = width or self.unet.config.sample_size * self.vae_scale_factor
