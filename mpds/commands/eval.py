@@ -60,7 +60,8 @@ def run(args) -> int:
     from mpds.eval.fid import FeatureExtractorUnavailable
     from mpds.eval.ocr import OCRUnavailable, TesseractEngine
     from mpds.eval.protocol import (evaluate_posters, fid_extractor_for, generate_posters, image_folder,
-                                    is_generated_folder, prompts_from_dataset, read_prompts)
+                                    is_generated_folder, prompts_from_dataset, read_prompts,
+                                    readable_images)
     from mpds.eval.report import write_report
 
     out = Path(args.out)
@@ -74,7 +75,9 @@ def run(args) -> int:
         if not records:
             raise ValueError("no prompts to evaluate.")
         if args.reference:
-            reference = image_folder(args.reference)
+            reference, unreadable = readable_images(image_folder(args.reference))
+            if unreadable:
+                print(f"skipping {len(unreadable)} unreadable reference images, e.g. {unreadable[0]}", file=sys.stderr)
             if len(reference) < 2:
                 raise ValueError(f"--reference {args.reference} needs at least 2 images; found {len(reference)}.")
 

@@ -118,7 +118,8 @@ def frechet_distance(features: np.ndarray, reference: np.ndarray) -> float:
     if len(features) < 2 or len(reference) < 2:
         raise ValueError(f"FID needs at least 2 images per set; got {len(features)} and {len(reference)}.")
     mean_a, mean_b = features.mean(0), reference.mean(0)
-    cov_a, cov_b = np.cov(features, rowvar=False), np.cov(reference, rowvar=False)
+    cov_a = np.atleast_2d(np.cov(features, rowvar=False))
+    cov_b = np.atleast_2d(np.cov(reference, rowvar=False))
     values, vectors = np.linalg.eigh(cov_a)
     root_a = (vectors * np.sqrt(np.clip(values, 0, None))) @ vectors.T
     product = root_a @ cov_b @ root_a

@@ -96,6 +96,21 @@ def image_folder(path: str | os.PathLike) -> list[Path]:
     return sorted(p for p in Path(path).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
 
 
+def readable_images(paths: Sequence[Path]) -> tuple[list[Path], list[Path]]:
+    """Split image paths into those that decode and those that do not (truncated or not images)."""
+    from PIL import Image
+
+    good, bad = [], []
+    for path in paths:
+        try:
+            with Image.open(path) as image:
+                image.convert("RGB")
+            good.append(path)
+        except (OSError, ValueError):
+            bad.append(path)
+    return good, bad
+
+
 def is_generated_folder(path: str | os.PathLike) -> bool:
     """True for a local folder of images that is not a pipeline (no model_index.json)."""
     path = Path(path)
@@ -220,11 +235,15 @@ def evaluate_posters(
             details[name]["ocr_readings"] = result["readings"]
         settings["ocr"] = {"n": len(captioned), **result["engine"]}
 
-    with_actor = [i for i, record in enumerate(records) if record.actor_photos]
+    # Photo folders scraped from the web hold broken files; leave those out rather than fail the whole run.
+    photos = [[photo for photo in record.actor_photos
+               if not isinstance(photo, (str, os.PathLike)) or readable_images([Path(photo)])[0]]
+              for record in records]
+    with_actor = [i for i, record_photos in enumerate(photos) if record_photos]
     if likeness_model is not None and with_actor:
         encoder = load_clip(likeness_model, device)
         for name, images in posters.items():
-            result = actor_likeness([images[i] for i in with_actor], [records[i].actor_photos for i in with_actor],
+            result = actor_likeness([images[i] for i in with_actor], [photos[i] for i in with_actor],
                                     encoder, batch_size=batch_size)
             models[name]["actor_likeness"] = result["actor_likeness"]
         settings["actor_likeness"] = {"n": len(with_actor), "model": _name(likeness_model)}

@@ -121,7 +121,9 @@ def contact_sheet(
         draw.multiline_text((gap, top), text, fill="black", font=font, spacing=2)
         for column, name in enumerate(names):
             poster = open_image(posters[name][row])
-            poster.thumbnail((THUMBNAIL, THUMBNAIL))
+            scale = THUMBNAIL / max(poster.size)  # small test posters are enlarged too, pixel for pixel
+            poster = poster.resize((round(poster.width * scale), round(poster.height * scale)),
+                                   Image.NEAREST if scale > 1 else Image.LANCZOS)
             sheet.paste(poster, (text_width + column * (THUMBNAIL + gap) + gap, top))
     sheet.save(path)
     return Path(path)
