@@ -2,7 +2,6 @@
 
 import argparse
 import json
-import re
 
 import numpy as np
 import pytest
@@ -116,3 +115,19 @@ def test_prompts_from_an_mpds_split(tmp_path):
     assert records[0].caption.splitlines()[0] in records[0].prompt  # the title is both asked for and to be shown
     assert all(isinstance(image, Image.Image) for image in reference)
     assert any(record.actor_photos for record in records)
+
+
+def test_eval_draws_prompts_and_reference_from_a_dataset_split(models, tmp_path):
+    hub = tmp_path / "hub"
+    build(sample_dir(), hub, progress=False)
+    out = tmp_path / "report"
+    args = parse([
+        "--models", f"ours={models / 'ours'}", "--from-dataset", str(hub), "--split", "drama", "-n", "2",
+        "--out", str(out), "--fid-features", str(models / "clip"), "--clip-model", str(models / "clip"),
+        "--likeness-model", str(models / "clip"), "--ocr", "none", *SIZE,
+    ])
+    assert args.func(args) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["n"] == 2 and report["settings"]["fid"]["n_reference"] == 2
+    assert "pickscore_win_rate" not in report["models"]["ours"]  # a win rate needs a second model
+    assert len(list((out / "posters" / "ours").glob("*.png"))) == 2
