@@ -11,9 +11,8 @@ import torch
 
 from .models import ImageLike, clip_image_embeddings, clip_text_embeddings, load_clip
 
+# A CLIP-H fine-tuned on Pick-a-Pic; its repo holds model.safetensors and the processor files.
 DEFAULT_PICKSCORE_MODEL = "yuvalkirstain/PickScore_v1"
-# PickScore_v1's processor is the one of the CLIP-H model it was fine-tuned from.
-DEFAULT_PICKSCORE_PROCESSOR = "laion/CLIP-ViT-H-14-laion2B-s32B-b79K"
 
 
 def pick_scores(
