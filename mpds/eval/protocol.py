@@ -189,8 +189,10 @@ def evaluate_posters(
         `{"n", "models": {name: {metric: value}}, "details": {...}, "settings": {...}}`.
 
     Raises:
-        ValueError: when a model has a different number of posters than there are records.
+        ValueError: with no models or no prompts, or when a model's posters do not match the prompts one to one.
     """
+    if not posters or not records:
+        raise ValueError(f"nothing to evaluate: {len(posters)} models and {len(records)} prompts.")
     for name, images in posters.items():
         if len(images) != len(records):
             raise ValueError(f"model {name!r} has {len(images)} posters for {len(records)} prompts.")
