@@ -20,6 +20,9 @@ _EXPORTS = {
     "sample_dir": "mpds.data",
     "dataset_stats": ("mpds.data", "stats_of"),
     "plot_stats": "mpds.data",
+    "DownloadConfig": "mpds.acquisition.download",
+    "download_release": "mpds.acquisition.download",
+    "caption_posters": "mpds.acquisition.caption",
 }
 
 __all__ = sorted(_EXPORTS)

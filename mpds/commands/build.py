@@ -1,16 +1,6 @@
 """`mpds build RAW_DIR OUT_DIR` and `mpds merge OUT_DIR`: write the hub layout of a raw release."""
 
-import argparse
-
-
-def _shard(text: str) -> tuple:
-    try:
-        index, count = (int(part) for part in text.split("/"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--shard takes i/N such as 0/4, got {text!r}") from None
-    if not 0 <= index < count:
-        raise argparse.ArgumentTypeError(f"--shard i/N needs 0 <= i < N, got {text!r}")
-    return index, count
+from .arguments import shard
 
 
 def register(subparsers) -> None:
@@ -21,7 +11,7 @@ def register(subparsers) -> None:
     parser.add_argument("--format", choices=("parquet", "webdataset"), default="parquet",
                         help="shard format of the posters config (default: parquet)")
     parser.add_argument("--num-proc", type=int, default=1, help="worker processes (default: 1)")
-    parser.add_argument("--shard", type=_shard, default=(0, 1), metavar="i/N",
+    parser.add_argument("--shard", type=shard, default=(0, 1), metavar="i/N",
                         help="build only shard i of N; then copy all shards into one folder and run `mpds merge`")
     parser.add_argument("--max-shard-size", default="500MB", help="size of a train shard (default: 500MB)")
     parser.add_argument("--block-size", type=int, default=256, help="meta.csv rows per unit of resumable work")

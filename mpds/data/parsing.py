@@ -16,6 +16,8 @@ from typing import Any, Optional
 EMPTY_MARKERS = {"", "nan", "none", "null", "n/a", "na", "[]", "{}", "()"}
 _SEPARATORS = re.compile(r"\s*[|;]\s*")
 _URL = re.compile(r"https?://\S+")
+# Between URLs: white space, `|`, or `,`/`;` before the next scheme (CDN URLs have commas inside).
+_URL_SEPARATORS = re.compile(r"[\s|]+|[,;](?=\s*[A-Za-z][A-Za-z0-9+.\-]*://)")
 _PERSON_ID = re.compile(r"/name/nm0*(\d+)")
 _TITLE_ID = re.compile(r"/title/tt0*(\d+)")
 
@@ -81,6 +83,21 @@ def parse_list(cell: Optional[str]) -> list[str]:
         raise CellError(f"cell {cell[:80]!r} is not a list")
     items = [clean_text(str(item)) for item in value if item is not None]
     return [item for item in items if item]
+
+
+def parse_url_list(cell: Optional[str]) -> list[str]:
+    """The URLs of an `image-url` cell: a JSON or Python list, or URLs separated by white space, `|`,
+    or `,`/`;` before the next scheme.
+
+    `parse_list` would split a bare URL at its commas, and image-CDN URLs have commas
+    (`..._V1_UX380_CR0,0,380,562_.jpg`), so a cell that is not a list is split only where a URL ends.
+    """
+    text = (cell or "").strip()
+    if not text:
+        return []
+    if text[0] in "[{(":
+        return parse_list(text)
+    return [part for part in _URL_SEPARATORS.split(text) if part]
 
 
 def person_id_from_url(url: Optional[str]) -> Optional[int]:

@@ -22,7 +22,7 @@ from typing import Callable, Iterable, Iterator, Optional, Union
 from PIL import Image
 
 from .. import prompts
-from .parsing import CellError, clean_text, normalize_header, parse_cast, parse_id, parse_list, split_name
+from .parsing import CellError, clean_text, normalize_header, parse_cast, parse_id, parse_list, parse_url_list, split_name
 
 MIN_IMAGE_BYTES = 5 * 1024
 DROPPED_GENRES = ("Adult",)
@@ -442,7 +442,7 @@ class RawRelease:
             actor["name"] = actor["name"] or clean_text(row.get("actors-name"))
             actor["url"] = actor["url"] or clean_text(row.get("actors-url"))
             try:
-                actor["image_urls"].extend(parse_list(row.get("image-url")))
+                actor["image_urls"].extend(parse_url_list(row.get("image-url")))
             except CellError as error:
                 yield number, Reject("actors", source, number, actor_id, "unreadable_cell", str(error))
         movie_ids = self._movies_by_actor(scan, set(actors))

@@ -1,6 +1,6 @@
 import pytest
 
-from mpds.data.parsing import CellError, normalize_header, parse_cast, parse_id, parse_list, split_name
+from mpds.data.parsing import CellError, normalize_header, parse_cast, parse_id, parse_list, parse_url_list, split_name
 
 
 @pytest.mark.parametrize(
@@ -75,3 +75,10 @@ def test_genre_split_names(genre, split):
 
 def test_headers_are_normalised():
     assert normalize_header("Actors Name") == normalize_header("actors_name") == "actors-name"
+
+
+def test_image_urls_with_commas_stay_whole():
+    url = "https://m.media-amazon.com/images/M/MV5B._V1_QL75_UX380_CR0,0,380,562_.jpg"
+    assert parse_url_list(url) == [url]
+    assert parse_url_list(f"{url}, https://a.org/2.jpg") == [url, "https://a.org/2.jpg"]
+    assert parse_url_list(f'["{url}"]') == [url]
