@@ -24,7 +24,7 @@ PYTHON = VENV / "bin" / "python"
 STAMP = VENV / ".mpds-installed"
 OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
 # System packages some features need, installed with apt-get when missing and possible.
-APT_PACKAGES: dict[str, str] = {}
+APT_PACKAGES: dict[str, str] = {"tesseract": "tesseract-ocr"}
 
 
 def _run(command: list, **kwargs) -> int:
