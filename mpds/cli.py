@@ -6,7 +6,7 @@ import sys
 
 # Each name is a module `mpds.commands.<name>` exposing `register(subparsers)`, which adds its
 # sub-parser and sets `func` to the function that runs it.
-COMMANDS = ["build", "push", "stats", "download", "caption", "demo"]
+COMMANDS = ["build", "push", "stats", "download", "caption", "generate", "eval", "demo"]
 
 
 def build_parser() -> argparse.ArgumentParser:
