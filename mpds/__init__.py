@@ -23,6 +23,10 @@ _EXPORTS = {
     "DownloadConfig": "mpds.acquisition.download",
     "download_release": "mpds.acquisition.download",
     "caption_posters": "mpds.acquisition.caption",
+    "MPDSPosterPipeline": "mpds.pipeline",
+    "MPDSPosterPipelineOutput": "mpds.pipeline",
+    "PosterCaption": "mpds.pipeline",
+    "render_caption": "mpds.pipeline",
 }
 
 __all__ = sorted(_EXPORTS)
