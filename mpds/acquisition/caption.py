@@ -40,6 +40,7 @@ from tqdm.auto import tqdm
 
 from ..data.parsing import CellError, clean_text, normalize_header, parse_id
 from ..data.raw import RawFormatError, RawRelease, Reject
+from ..devices import best_device
 
 DEFAULT_MODEL = "Salesforce/blip2-opt-2.7b"
 # BLIP-2 with OPT continues a text prefix; one that names the medium steers it to the poster's
@@ -87,17 +88,6 @@ def degenerate_reason(text: Optional[str]) -> Optional[str]:
     if len(words) >= 8 and len(set(words)) < 0.4 * len(words):
         return "repetitive"
     return None
-
-
-def best_device() -> str:
-    """`cuda` if a GPU is there, else `mps` on Apple silicon, else `cpu`."""
-    import torch
-
-    if torch.cuda.is_available():
-        return "cuda"
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return "mps"
-    return "cpu"
 
 
 def load_captioner(model_id: str, *, device: Optional[str] = None, dtype: str = "float32",

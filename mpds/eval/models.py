@@ -9,16 +9,9 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..devices import best_device
+
 ImageLike = Image.Image | str | os.PathLike
-
-
-def best_device() -> str:
-    """`"cuda"` when a GPU is visible, else `"mps"` on Apple silicon, else `"cpu"`."""
-    if torch.cuda.is_available():
-        return "cuda"
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return "mps"
-    return "cpu"
 
 
 def load_clip(model: str | os.PathLike | tuple, device: str | None = None):
