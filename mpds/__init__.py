@@ -26,6 +26,7 @@ _EXPORTS = {
     "MPDSPosterPipeline": "mpds.pipeline",
     "MPDSPosterPipelineOutput": "mpds.pipeline",
     "PosterCaption": "mpds.pipeline",
+    "RenderedCaption": "mpds.pipeline",
     "render_caption": "mpds.pipeline",
 }
 
