@@ -50,6 +50,8 @@ def poster_stream(args, process_index: int = 0, num_processes: int = 1):
     from datasets.distributed import split_dataset_by_node
 
     split_infos = _split_infos(args.dataset, "posters", args.dataset_revision)
+    if not any(split_infos.values()) and None not in split_infos.values():
+        raise TrainingError(f"The posters config of {args.dataset} is empty: no poster to train on.")
     wanted = [_genre_key(genre) for genre in args.genres] or ["train"]
     unknown = [name for name in wanted if name not in split_infos]
     if unknown:
