@@ -169,6 +169,10 @@ def main(argv=None) -> dict:
     set_seed(args.seed)  # the same initial weights (LoRA, ControlNet) in every process
     if accelerator.is_main_process:
         os.makedirs(args.output_dir, exist_ok=True)
+        with open(os.path.join(args.output_dir, "run_info.txt"), "w") as handle:
+            handle.write(f"task={args.task} num_processes={accelerator.num_processes} "
+                         f"distributed_type={accelerator.distributed_type} device={accelerator.device} "
+                         f"mixed_precision={accelerator.mixed_precision}\n")
 
     # 3. Data: this process's part of the stream
     actor_names = None
