@@ -20,6 +20,7 @@ import os
 import re
 import shutil
 import sys
+import time
 
 import torch
 import torch.nn.functional as F
@@ -181,7 +182,9 @@ def main(argv=None) -> dict:
         read_epoch, describe = actor_epochs(photos, actor_names, args.seed), f"the actors of {args.dataset}"
     else:
         stream = poster_stream(args, accelerator.process_index, accelerator.num_processes)
-        read_epoch, describe = poster_epochs(stream), f"the posters of {args.dataset}"
+        read_epoch = poster_epochs(stream, args.seed, args.shuffle_buffer_size, args.max_train_samples,
+                                   accelerator.process_index, accelerator.num_processes)
+        describe = f"the posters of {args.dataset}"
 
     # 4. Models: the base frozen (in the compute precision), the trained part in float32
     models = load_models(args, actor_names)
@@ -282,6 +285,7 @@ def main(argv=None) -> dict:
                         disable=not accelerator.is_local_main_process)
     losses, step_loss, validation_images = [], 0.0, []
     batch_iterator = iter(batches)
+    started = time.perf_counter()
     while global_step < args.max_train_steps:
         batch = next(batch_iterator)
         batch["input_ids"] = batch["input_ids"].to(accelerator.device)
@@ -317,7 +321,8 @@ def main(argv=None) -> dict:
             accelerator.log({"loss": step_loss, "lr": learning_rate_now}, step=global_step)
             if accelerator.is_main_process:
                 with open(log_path, "a") as handle:
-                    handle.write(json.dumps({"step": global_step, "loss": step_loss, "lr": learning_rate_now}) + "\n")
+                    handle.write(json.dumps({"step": global_step, "loss": step_loss, "lr": learning_rate_now,
+                                             "seconds": round(time.perf_counter() - started, 4)}) + "\n")
             step_loss = 0.0
 
             if global_step % args.checkpointing_steps == 0 or global_step == args.max_train_steps:

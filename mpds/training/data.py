@@ -1,15 +1,17 @@
 """Training examples streamed from MPDS, cut into batches that resume exactly where a checkpoint left them.
 
 Posters come from the `posters` config with `datasets.load_dataset(..., streaming=True)`: one genre split per
-`--genres` entry (a poster in several of them is read once), shuffled once with `--seed`, cut to
-`--max_train_samples`, then divided between processes with `datasets.distributed.split_dataset_by_node`. Every
-epoch reads the same samples in the same order, which is what makes the latent cache and exact resumption work.
+`--genres` entry (a poster in several of them is read once), divided between processes with
+`datasets.distributed.split_dataset_by_node`, then shuffled once with `--seed` and cut to `--max_train_samples`
+(the same posters for the same seed and number of processes). Every epoch reads the same samples in the same order,
+which is what makes the latent cache and exact resumption work.
 Actor photos come from the `actors` config (small: read whole), one example per photo.
 """
 
 from __future__ import annotations
 
 import io
+import itertools
 import logging
 import random
 from typing import Callable, Iterator, Optional
@@ -74,10 +76,21 @@ def poster_stream(args, process_index: int = 0, num_processes: int = 1):
                                                                              for g in example["genres"]))
         streams.append(stream)
     stream = streams[0] if len(streams) == 1 else datasets.concatenate_datasets(streams)
-    stream = stream.shuffle(seed=args.seed, buffer_size=args.shuffle_buffer_size)
-    if args.max_train_samples is not None:
-        stream = stream.take(args.max_train_samples)
     return split_dataset_by_node(stream, rank=process_index, world_size=num_processes)
+
+
+def _buffer_shuffled(examples: Iterator[dict], buffer_size: int, rng: random.Random) -> Iterator[dict]:
+    """Examples in a random order drawn from `rng`, holding at most `buffer_size` of them at a time."""
+    buffer = []
+    for example in examples:
+        if len(buffer) < buffer_size:
+            buffer.append(example)
+            continue
+        k = rng.randrange(buffer_size)
+        yield buffer[k]
+        buffer[k] = example
+    rng.shuffle(buffer)
+    yield from buffer
 
 
 def _split_infos(dataset: str, config: str, revision: Optional[str]) -> dict[str, Optional[int]]:
@@ -273,11 +286,21 @@ class BatchStream:
         return self.collate(examples)
 
 
-def poster_epochs(stream) -> Callable[[int, int], Iterator[dict]]:
-    """`read_epoch` for posters: the same stream every epoch, its first `skip` examples skipped unread."""
+def poster_epochs(stream, seed: int, buffer_size: int = 1000, max_samples: Optional[int] = None,
+                  process_index: int = 0, num_processes: int = 1) -> Callable[[int, int], Iterator[dict]]:
+    """`read_epoch` for posters: this process's stream, shuffled once with `seed`, cut to its share of `max_samples`.
+
+    Every epoch gives the same examples in the same order (images are not decoded, so skipping is cheap). The
+    shuffle is written here rather than with `IterableDataset.shuffle`, whose multi-shard reader pauses 5 s at the
+    end of every pass over a Parquet stream (a guard for pyarrow's threads), which small epochs would feel.
+    """
+    limit = None
+    if max_samples is not None:  # the processes' shares add up to max_samples
+        limit = max_samples // num_processes + (1 if process_index < max_samples % num_processes else 0)
 
     def read_epoch(epoch: int, skip: int) -> Iterator[dict]:
-        return iter(stream.skip(skip) if skip else stream)
+        examples = _buffer_shuffled(iter(stream), buffer_size, random.Random(seed * 1_000_003 + process_index))
+        return itertools.islice(examples, skip, limit)
 
     return read_epoch
 

@@ -43,17 +43,6 @@ def _one_thread():
     torch.set_num_threads(saved)
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _no_stream_shutdown_pause():
-    """`datasets` pauses 5 s when a Parquet stream is closed before its end (a guard for pyarrow's reader threads
-    at interpreter exit); every training run closes one. The tests' interpreter lives on, so the pause only costs time."""
-    import datasets.config
-
-    saved, datasets.config.SLEEP_TIME_ON_THREADS_SHUTDOWN = datasets.config.SLEEP_TIME_ON_THREADS_SHUTDOWN, 0
-    yield
-    datasets.config.SLEEP_TIME_ON_THREADS_SHUTDOWN = saved
-
-
 @pytest.fixture(scope="session")
 def dataset(tmp_path_factory):
     from mpds.data import build, sample_dir

@@ -21,7 +21,8 @@ def _setup(task, train, tiny_args):
         examples = list(itertools.islice(actor_epochs(photos, names, args.seed)(0, 0), 2))
     else:
         names = None
-        examples = list(itertools.islice(poster_epochs(poster_stream(args))(0, 0), 2))
+        read_epoch = poster_epochs(poster_stream(args), args.seed, args.shuffle_buffer_size, args.max_train_samples)
+        examples = list(itertools.islice(read_epoch(0, 0), 2))
     models = load_models(args, names)
     batch = Collator(task, models.tokenizer, args.resolution)(examples)
     optimizer = torch.optim.AdamW(trainable_parameters(models), lr=args.learning_rate,

@@ -49,7 +49,8 @@ def test_the_latent_cache_gives_the_same_losses_and_is_read_from_the_second_epoc
 
 def _poster_ids(tiny_args, *flags):
     args = parse_args(tiny_args("lora", *flags))
-    return [example["id"] for example in poster_epochs(poster_stream(args))(0, 0)]
+    read_epoch = poster_epochs(poster_stream(args), args.seed, args.shuffle_buffer_size, args.max_train_samples)
+    return [example["id"] for example in read_epoch(0, 0)]
 
 
 def test_max_train_samples_picks_the_same_posters_for_the_same_seed(tiny_args):
