@@ -251,6 +251,13 @@ def main(argv=None) -> dict:
     accelerator.register_for_checkpointing(batches, noise)
 
     global_step, last_checkpoint = 0, None
+    if not args.resume_from_checkpoint and _checkpoints(args.output_dir):
+        raise TrainingError(
+            f"{args.output_dir} already holds {', '.join(_checkpoints(args.output_dir))}: continue that run with "
+            "--resume_from_checkpoint latest, or choose another --output_dir (nothing there was changed)."
+        )
+    if args.export and os.path.isdir(args.export) and os.listdir(args.export):
+        raise TrainingError(f"--export {args.export} exists and is not empty; remove it or choose another folder.")
     if args.resume_from_checkpoint:
         if args.resume_from_checkpoint == "latest":
             found = _checkpoints(args.output_dir)

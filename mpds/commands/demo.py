@@ -8,6 +8,7 @@ actor. Writes the statistics figure, the poster, its control image and the train
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -118,6 +119,8 @@ def _train_and_generate(out: Path, hub: Path, steps: int) -> int:
     from mpds.testing.components import build_poster_pipeline
 
     script = _train_script()
+    for earlier in ("runs", "bundles", "cache"):  # a new demo is a new run
+        shutil.rmtree(out / earlier, ignore_errors=True)
     print("\n4. A tiny Stable Diffusion with random weights, as the base model (no download)")
     base = out / "tiny-base"
     build_poster_pipeline(size="tiny", with_controlnet=False).save_pretrained(base)

@@ -4,8 +4,9 @@ The VAE's encoder gives a Gaussian (mean, std) per image; training draws `mean +
 cache keeps the mean and std (not one draw), so a cached run draws exactly what an uncached run with the same
 seed would. Text embeddings are kept for the tasks whose text encoder is frozen (not `actor`).
 
-Entries are one safetensors file per sample under a folder named after everything they depend on (base model,
-resolution, caption layout), so changing any of these starts a fresh cache instead of reading stale tensors.
+Entries are one safetensors file per sample under a folder named after everything they depend on (base model, and
+for a local folder the size and date of its encoders' files; resolution), so changing any of these starts a fresh
+cache instead of reading stale tensors.
 Writes go through a temporary file and `os.replace`: an interrupted run leaves no half-written entry.
 """
 
@@ -26,6 +27,13 @@ class LatentCache:
     def __init__(self, directory: str, base_model: str, resolution: int, with_text: bool):
         settings = {"base_model": os.path.abspath(base_model) if os.path.isdir(base_model) else base_model,
                     "resolution": resolution, "with_text": with_text, "version": 1}
+        if os.path.isdir(base_model):  # a folder may be rewritten in place: its encoders' files are part of the key
+            settings["files"] = {
+                os.path.join(folder, name): [os.path.getsize(path), os.path.getmtime(path)]
+                for folder in ("vae", "text_encoder") if os.path.isdir(os.path.join(base_model, folder))
+                for name in sorted(os.listdir(os.path.join(base_model, folder)))
+                for path in [os.path.join(base_model, folder, name)]
+            }
         digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
         self.directory = os.path.join(directory, digest)
         self.with_text = with_text

@@ -91,3 +91,14 @@ def test_a_bad_config_key_is_named(tmp_path):
     config.write_text("task: lora\nlearning_rte: 1.0e-4\n")
     with pytest.raises(TrainingError, match="unknown setting 'learning_rte'"):
         parse_args(["--config", str(config)])
+
+
+def test_a_new_run_does_not_overwrite_an_earlier_runs_checkpoints(train, tiny_args, tmp_path):
+    output_dir = tmp_path / "run"
+    train.main(tiny_args("lora", "--max_train_steps", "2", output_dir=output_dir))
+    saved = (output_dir / "checkpoint-2" / "pytorch_lora_weights.safetensors").read_bytes()
+    log = (output_dir / "training_log.jsonl").read_text()
+    with pytest.raises(TrainingError, match="already holds checkpoint-2: continue that run with --resume_from_checkpoint"):
+        train.main(tiny_args("lora", "--max_train_steps", "2", "--seed", "5", output_dir=output_dir))
+    assert (output_dir / "checkpoint-2" / "pytorch_lora_weights.safetensors").read_bytes() == saved
+    assert (output_dir / "training_log.jsonl").read_text() == log
