@@ -114,7 +114,8 @@ def generate_validation_images(args, models, accelerator, step):
     trained = accelerator.unwrap_model(models.trainable)
     pipe = MPDSPosterPipeline(
         vae=models.vae, text_encoder=accelerator.unwrap_model(models.text_encoder) if args.task != "actor" else trained,
-        tokenizer=models.tokenizer, unet=models.unet, scheduler=DDIMScheduler.from_config(models.noise_scheduler.config),
+        tokenizer=models.tokenizer, unet=models.unet,
+        scheduler=DDIMScheduler.from_config(models.noise_scheduler.config),
         controlnet=trained if args.task == "controlnet" else models.controlnet,
     )
     pipe.set_progress_bar_config(disable=True)
@@ -127,8 +128,8 @@ def generate_validation_images(args, models, accelerator, step):
     generator = torch.Generator(device=accelerator.device).manual_seed(args.seed)
     trained.eval()
     with accelerator.autocast():
-        images = [pipe(prompt, control_image=control_image, height=args.resolution, width=args.resolution, generator=generator,
-                       num_inference_steps=args.validation_inference_steps).images[0]
+        images = [pipe(prompt, control_image=control_image, height=args.resolution, width=args.resolution,
+                       generator=generator, num_inference_steps=args.validation_inference_steps).images[0]
                   for _ in range(args.num_validation_images)]
     trained.train()
 
@@ -154,8 +155,15 @@ def _checkpoints(output_dir):
 
 
 def main(argv=None) -> dict:
-    # 1. Arguments
+    # 1. Arguments; never write over an earlier run
     args = parse_args(argv)
+    if not args.resume_from_checkpoint and _checkpoints(args.output_dir):
+        raise TrainingError(
+            f"{args.output_dir} already holds {', '.join(_checkpoints(args.output_dir))}: continue that run with "
+            "--resume_from_checkpoint latest, or choose another --output_dir (nothing there was changed)."
+        )
+    if args.export and os.path.isdir(args.export) and os.listdir(args.export):
+        raise TrainingError(f"--export {args.export} exists and is not empty; remove it or choose another folder.")
 
     # 2. Accelerator: devices, precision, processes, trackers
     accelerator = Accelerator(
@@ -226,8 +234,8 @@ def main(argv=None) -> dict:
     cache = None
     if args.cache_latents:
         cache = LatentCache(args.cache_latents, args.base_model, args.resolution, with_text=args.task != "actor")
-    batches = BatchStream(read_epoch, Collator(args.task, models.tokenizer, args.resolution, cache, args.caption_layout),
-                          args.train_batch_size, describe)
+    collate = Collator(args.task, models.tokenizer, args.resolution, cache, args.caption_layout)
+    batches = BatchStream(read_epoch, collate, args.train_batch_size, describe)
     noise = NoiseGenerator(args.seed, accelerator.device, accelerator.process_index)
 
     models.trainable, optimizer, lr_scheduler = accelerator.prepare(models.trainable, optimizer, lr_scheduler)
@@ -251,13 +259,6 @@ def main(argv=None) -> dict:
     accelerator.register_for_checkpointing(batches, noise)
 
     global_step, last_checkpoint = 0, None
-    if not args.resume_from_checkpoint and _checkpoints(args.output_dir):
-        raise TrainingError(
-            f"{args.output_dir} already holds {', '.join(_checkpoints(args.output_dir))}: continue that run with "
-            "--resume_from_checkpoint latest, or choose another --output_dir (nothing there was changed)."
-        )
-    if args.export and os.path.isdir(args.export) and os.listdir(args.export):
-        raise TrainingError(f"--export {args.export} exists and is not empty; remove it or choose another folder.")
     if args.resume_from_checkpoint:
         if args.resume_from_checkpoint == "latest":
             found = _checkpoints(args.output_dir)

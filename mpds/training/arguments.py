@@ -140,8 +140,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
 
     args.base_model = args.base_model or args.pretrained_model_name_or_path
-    missing = [flag for flag, value in (("--task", args.task), ("--dataset", args.dataset),
-                                        ("--base_model", args.base_model), ("--output_dir", args.output_dir)) if not value]
+    required = (("--task", args.task), ("--dataset", args.dataset), ("--base_model", args.base_model),
+                ("--output_dir", args.output_dir))
+    missing = [flag for flag, value in required if not value]
     if missing:
         raise TrainingError(f"Missing {', '.join(missing)} (on the command line or in --config).")
     for name, value in TASK_DEFAULTS[args.task].items():

@@ -63,7 +63,8 @@ def poster_stream(args, process_index: int = 0, num_processes: int = 1):
         )
     empty = [name for name in wanted if split_infos[name] == 0]
     if empty:
-        raise TrainingError(f"The poster split(s) {', '.join(empty)} of {args.dataset} are empty: no poster to train on.")
+        raise TrainingError(f"The poster split(s) {', '.join(empty)} of {args.dataset} are empty: "
+                            "no poster to train on.")
 
     streams = []
     for k, name in enumerate(wanted):

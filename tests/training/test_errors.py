@@ -98,7 +98,7 @@ def test_a_new_run_does_not_overwrite_an_earlier_runs_checkpoints(train, tiny_ar
     train.main(tiny_args("lora", "--max_train_steps", "2", output_dir=output_dir))
     saved = (output_dir / "checkpoint-2" / "pytorch_lora_weights.safetensors").read_bytes()
     log = (output_dir / "training_log.jsonl").read_text()
-    with pytest.raises(TrainingError, match="already holds checkpoint-2: continue that run with --resume_from_checkpoint"):
+    with pytest.raises(TrainingError, match="already holds checkpoint-2: continue that run with --resume_from"):
         train.main(tiny_args("lora", "--max_train_steps", "2", "--seed", "5", output_dir=output_dir))
     assert (output_dir / "checkpoint-2" / "pytorch_lora_weights.safetensors").read_bytes() == saved
     assert (output_dir / "training_log.jsonl").read_text() == log

@@ -77,8 +77,8 @@ def test_two_processes_train_on_disjoint_samples(dataset, base_model, tmp_path):
     environment = dict(os.environ, OMP_NUM_THREADS="1", ACCELERATE_USE_CPU="true", PYTHONPATH=os.pathsep.join(
         [str(ROOT)] + [path for path in os.environ.get("PYTHONPATH", "").split(os.pathsep) if path]))
     command = [
-        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-        "--mixed_precision", "no", "--dynamo_backend", "no", str(TRAIN_SCRIPT),
+        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", str(TRAIN_SCRIPT),
         "--task", "lora", "--dataset", dataset, "--base-model", base_model, "--output_dir", str(output_dir),
         "--resolution", "32", "--train_batch_size", "2", "--max_train_samples", "12", "--max_train_steps", "4",
         "--report_to", "none", "--save_sample_ids",

@@ -11,7 +11,8 @@ from mpds.pipeline import MPDSPosterPipeline, PosterCaption
 @pytest.mark.parametrize("task", ["lora", "actor", "controlnet"])
 def test_each_task_trains_and_exports_a_bundle_that_loads_and_generates(task, train, tiny_args, tmp_path):
     bundle = tmp_path / "bundle"
-    extra = ["--export", str(bundle), "--validation_steps", "3", "--validation_inference_steps", "1"]
+    extra = ["--export", str(bundle), "--validation_steps", "3", "--validation_inference_steps", "1",
+             "--report_to", "tensorboard"]
     if task == "actor":
         extra += ["--actors", "100,Liam Tanaka"]
     summary = train.main(tiny_args(task, *extra))
@@ -41,13 +42,22 @@ def test_each_task_trains_and_exports_a_bundle_that_loads_and_generates(task, tr
     logged = [json.loads(line) for line in (tmp_path / f"run-{task}" / "training_log.jsonl").read_text().splitlines()]
     assert [entry["loss"] for entry in logged] == summary["losses"]
 
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(tmp_path / f"run-{task}" / "logs" / "mpds-training"))
+    events.Reload()
+    assert [event.step for event in events.Scalars("loss")] == [1, 2, 3]
+    assert "validation" in events.Tags()["images"]
+
 
 def test_the_lora_bundle_changes_the_images_of_the_base_model(train, tiny_args, tmp_path, base_model):
     bundle = tmp_path / "bundle"
     train.main(tiny_args("lora", "--learning_rate", "1e-2", "--export", str(bundle)))
     kwargs = {"height": 32, "width": 32, "num_inference_steps": 2, "output_type": "np"}
-    trained = MPDSPosterPipeline.from_pretrained(bundle)("a poster", generator=torch.Generator().manual_seed(0), **kwargs)
-    base = MPDSPosterPipeline.from_pretrained(base_model)("a poster", generator=torch.Generator().manual_seed(0), **kwargs)
+    trained = MPDSPosterPipeline.from_pretrained(bundle)("a poster", generator=torch.Generator().manual_seed(0),
+                                                         **kwargs)
+    base = MPDSPosterPipeline.from_pretrained(base_model)("a poster", generator=torch.Generator().manual_seed(0),
+                                                          **kwargs)
     assert abs(trained.images - base.images).max() > 1e-4
     trained_pipe = MPDSPosterPipeline.from_pretrained(bundle)
     trained_pipe.set_adapters(["mpds_poster"], adapter_weights=[0.0])
