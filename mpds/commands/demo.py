@@ -8,6 +8,7 @@ actor. Writes the statistics figure, the poster, its control image and the train
 
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -76,7 +77,7 @@ def _train(script: Path, task: str, base_model: Path, hub: Path, out: Path, step
         "--max_train_steps", str(steps), "--checkpointing_steps", str(steps), "--validation_steps", str(steps),
         "--validation_inference_steps", "4", "--report_to", "tensorboard", "--export", str(bundle), *extra,
     ]
-    print(f"   $ {' '.join(command[1:])}", flush=True)
+    print(f"   $ {shlex.join(['python'] + command[1:])}", flush=True)
     # Tiny models run fastest on one thread (several threads on busy cores mostly wait for each other).
     environment = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
     result = subprocess.run(command, env=environment, capture_output=True, text=True)
