@@ -28,7 +28,7 @@ from diffusers.loaders import StableDiffusionLoraLoaderMixin, TextualInversionLo
 from diffusers.pipelines.pipeline_utils import StableDiffusionMixin
 from diffusers.pipelines.stable_diffusion.safety_checker import StableDiffusionSafetyChecker
 from diffusers.schedulers import KarrasDiffusionSchedulers
-from diffusers.utils import BaseOutput, logging
+from diffusers.utils import BaseOutput, logging, replace_example_docstring
 from diffusers.utils.torch_utils import randn_tensor
 from transformers import CLIPTextModel, CLIPTokenizer
 from transformers.image_processing_utils import BaseImageProcessor
@@ -145,14 +145,12 @@ def _without_peft_layers(*models: torch.nn.Module):
                 parent_name, _, child_name = name.rpartition(".")
                 parent = model.get_submodule(parent_name) if parent_name else model
                 swapped.append((parent, child_name, module))
-    # Replace the outermost wrappers only: nested names are inside them and go with them.
-    outermost = [(p, c, m) for p, c, m in swapped if not isinstance(p, BaseTunerLayer)]
     try:
-        for parent, child_name, module in outermost:
+        for parent, child_name, module in swapped:
             setattr(parent, child_name, module.get_base_layer())
         yield
     finally:
-        for parent, child_name, module in outermost:
+        for parent, child_name, module in swapped:
             setattr(parent, child_name, module)
 
 
@@ -467,6 +465,7 @@ class MPDSPosterPipeline(DiffusionPipeline, StableDiffusionMixin, TextualInversi
         return self._num_timesteps
 
     @torch.no_grad()
+    @replace_example_docstring(EXAMPLE_DOC_STRING)
     def __call__(
         self,
         prompt: str | list[str],
@@ -537,6 +536,8 @@ class MPDSPosterPipeline(DiffusionPipeline, StableDiffusionMixin, TextualInversi
 
         Raises:
             ValueError: for the invalid inputs listed in `check_inputs`.
+
+        Examples:
         """
         height = height or self.unet.config.sample_size * self.vae_scale_factor
         width = width or self.unet.config.sample_size * self.vae_scale_factor
@@ -707,8 +708,8 @@ class MPDSPosterPipeline(DiffusionPipeline, StableDiffusionMixin, TextualInversi
                 latents = self.scheduler.step(noise_pred, t, latents, **extra_step_kwargs, return_dict=False)[0]
 
                 if callback_on_step_end is not None:
-                    step_locals = locals()  # a comprehension has its own scope
-                    callback_kwargs = {name: step_locals[name] for name in callback_on_step_end_tensor_inputs}
+                    tensors = {"latents": latents}
+                    callback_kwargs = {name: tensors[name] for name in callback_on_step_end_tensor_inputs}
                     callback_outputs = callback_on_step_end(self, i, t, callback_kwargs) or {}
                     latents = callback_outputs.pop("latents", latents)
 
@@ -796,7 +797,9 @@ class MPDSPosterPipeline(DiffusionPipeline, StableDiffusionMixin, TextualInversi
         if not safe_serialization:
             raise ValueError("MPDS bundles are written as safetensors only; leave `safe_serialization=True`.")
         if push_to_hub:
-            return self.push_to_hub(kwargs.pop("repo_id", os.path.basename(os.fspath(save_directory))), **kwargs)
+            repo_id = kwargs.pop("repo_id", os.path.basename(os.fspath(save_directory)))
+            card = {"base_model": base_model, "datasets": datasets, "license": license}
+            return self.push_to_hub(repo_id, variant=variant, max_shard_size=max_shard_size, **card, **kwargs)
         adapters = self._lora_adapters()
         with _without_peft_layers(self.unet, self.text_encoder), self._actors_detached():
             super().save_pretrained(
@@ -852,7 +855,7 @@ class MPDSPosterPipeline(DiffusionPipeline, StableDiffusionMixin, TextualInversi
             template_str=template.read_text(encoding="utf-8"),
             base_model=base_model,
             has_controlnet=self.controlnet is not None,
-            adapters=sorted(self._lora_adapters()),
+            adapters=sorted({name for c in (self.unet, self.text_encoder) for name in getattr(c, "peft_config", {})}),
             actors=self.actors,
         )
 
