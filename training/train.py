@@ -293,7 +293,7 @@ def main(argv=None) -> dict:
                         disable=not accelerator.is_local_main_process)
     losses, step_loss, validation_images = [], 0.0, []
     batch_iterator = iter(batches)
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     while global_step < args.max_train_steps:
         batch = next(batch_iterator)
         batch["input_ids"] = batch["input_ids"].to(accelerator.device)
@@ -330,7 +330,8 @@ def main(argv=None) -> dict:
             if accelerator.is_main_process:
                 with open(log_path, "a") as handle:
                     handle.write(json.dumps({"step": global_step, "loss": step_loss, "lr": learning_rate_now,
-                                             "seconds": round(time.perf_counter() - started, 4)}) + "\n")
+                                             "seconds": round(time.perf_counter() - started, 4),
+                                             "cpu_seconds": round(time.process_time() - cpu_started, 4)}) + "\n")
             step_loss = 0.0
 
             if global_step % args.checkpointing_steps == 0 or global_step == args.max_train_steps:
