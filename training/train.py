@@ -15,6 +15,7 @@ hooks and resume, 7. training loop (with checkpoints and validation), 8. final w
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import re
@@ -105,18 +106,23 @@ def compute_loss(task, models, model, batch, encoded, generator, weight_dtype):
     return F.mse_loss(prediction.float(), target.float(), reduction="mean")
 
 
-def generate_validation_images(args, models, accelerator, step):
+def generate_validation_images(args, models, accelerator, step, weight_dtype):
     """Posters from the model being trained (`MPDSPosterPipeline` on its current components), saved and logged."""
     from diffusers import DDIMScheduler
 
     from mpds.pipeline import MPDSPosterPipeline
 
     trained = accelerator.unwrap_model(models.trainable)
+    controlnet = models.controlnet
+    if args.task == "controlnet":
+        # A copy in the UNet's precision: its residuals join the UNet's activations, and the float32 weights being
+        # trained must not go through a lower precision.
+        controlnet = copy.deepcopy(trained).to(weight_dtype) if weight_dtype != torch.float32 else trained
     pipe = MPDSPosterPipeline(
         vae=models.vae, text_encoder=accelerator.unwrap_model(models.text_encoder) if args.task != "actor" else trained,
         tokenizer=models.tokenizer, unet=models.unet,
         scheduler=DDIMScheduler.from_config(models.noise_scheduler.config),
-        controlnet=trained if args.task == "controlnet" else models.controlnet,
+        controlnet=controlnet,
     )
     pipe.set_progress_bar_config(disable=True)
     prompt = args.validation_prompt
@@ -345,7 +351,7 @@ def main(argv=None) -> dict:
             validate_now = args.validation_steps and (global_step % args.validation_steps == 0
                                                       or global_step == args.max_train_steps)
             if validate_now and accelerator.is_main_process:
-                validation_images = generate_validation_images(args, models, accelerator, global_step)
+                validation_images = generate_validation_images(args, models, accelerator, global_step, weight_dtype)
 
     # 8. Final weights, the samples each process read, the bundle
     accelerator.wait_for_everyone()
