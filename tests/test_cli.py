@@ -32,9 +32,19 @@ def test_a_bad_shard_argument_is_a_usage_error(tmp_path, capsys):
 
 
 def test_demo_builds_loads_and_plots_the_sample(tmp_path, capsys):
-    assert main(["demo", "--out", str(tmp_path)]) == 0
+    assert main(["demo", "--out", str(tmp_path), "--steps", "4"]) == 0
     printed = capsys.readouterr().out
     assert "posters/drama (streaming)" in printed and "missing fields" in printed
     assert (tmp_path / "mpds_stats.png").is_file()
     rejects = [json.loads(line) for line in (tmp_path / "mpds-sample" / "rejects.jsonl").read_text().splitlines()]
     assert len(rejects) == 11
+    # Training, export, loading and generation on tiny models.
+    assert "actors ['ava_stone', 'liam_tanaka'], ControlNet yes" in printed
+    assert "tiny random weights: the poster is noise" in printed and "stable-diffusion-v1-5/stable-diffusion-v1-5" in printed
+    from PIL import Image
+
+    for name in ("poster.png", "poster_control.png", "training_curves.png"):
+        assert Image.open(tmp_path / name).size[0] > 0
+    assert Image.open(tmp_path / "poster.png").size == (64, 64)
+    for task in ("lora", "actor", "controlnet"):
+        assert len((tmp_path / "runs" / task / "training_log.jsonl").read_text().splitlines()) == 4
