@@ -1,18 +1,13 @@
 import pytest
-from transformers import CLIPTokenizer
 
 from mpds import prompts
+from mpds.testing import build_tokenizer
 
 
 @pytest.fixture(scope="module")
 def char_tokenizer():
     """A CLIP tokenizer with no merges: one token per character, the worst case for the 77-token window."""
-    chars = [chr(code) for code in range(33, 127)]
-    vocab = {char: index for index, char in enumerate(chars)}
-    vocab.update({char + "</w>": len(vocab) + index for index, char in enumerate(chars)})
-    vocab["<|startoftext|>"] = len(vocab)
-    vocab["<|endoftext|>"] = len(vocab)
-    return CLIPTokenizer(vocab=vocab, merges=[], model_max_length=77)
+    return build_tokenizer()
 
 
 def test_synopsis_prompt_has_title_genres_top_billed_cast_and_synopsis():
