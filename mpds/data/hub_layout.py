@@ -26,7 +26,7 @@ import shutil
 import threading
 from collections import Counter, defaultdict
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, replace
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Optional, Union
@@ -445,7 +445,7 @@ def build(raw_dir, out_dir, options: Optional[BuildOptions] = None, *, progress:
         96
     """
     options = options or BuildOptions()
-    raw = _release(str(raw_dir), BuildOptions(**{**asdict(options), "tokenizer": None}))
+    raw = _release(str(raw_dir), replace(options, tokenizer=None))  # the coordinator only scans
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     scan = raw.scan()
