@@ -150,27 +150,30 @@ def _compression(config: str) -> dict:
 
 
 class _ParquetShard:
+    """One split's Parquet file, fed Arrow tables and written in row groups of `ROWS_PER_GROUP` rows."""
+
     def __init__(self, path: Path, config: str):
         self.path = path
-        self.schema = FEATURES[config].arrow_schema
         self.rows_per_group = ROWS_PER_GROUP[config]
-        self.writer = pq.ParquetWriter(path, self.schema, compression=_compression(config))
-        self.buffer: list[dict] = []
+        self.writer = pq.ParquetWriter(path, FEATURES[config].arrow_schema, compression=_compression(config))
+        self.pending: list[pa.Table] = []
+        self.pending_rows = 0
         self.num_examples = 0
         self.estimated_bytes = 0
 
-    def write(self, example: dict, size: int) -> None:
-        # Records are already in Arrow form (images as {"bytes", "path"}): no per-row encoding.
-        self.buffer.append(example)
-        self.num_examples += 1
+    def write(self, rows: pa.Table, size: int) -> None:
+        self.pending.append(rows)
+        self.pending_rows += rows.num_rows
+        self.num_examples += rows.num_rows
         self.estimated_bytes += size
-        if len(self.buffer) >= self.rows_per_group:
+        if self.pending_rows >= self.rows_per_group:
             self._flush()
 
     def _flush(self) -> None:
-        if self.buffer:
-            self.writer.write_table(pa.Table.from_pylist(self.buffer, schema=self.schema))
-            self.buffer = []
+        if self.pending:
+            table = pa.concat_tables(self.pending)
+            self.writer.write_table(table, row_group_size=table.num_rows)
+            self.pending, self.pending_rows = [], 0
 
     def close(self) -> None:
         self._flush()
@@ -228,6 +231,7 @@ class _Part:
         self.rejects: list[dict] = []
         self.blocks: list[int] = []
         self.input_rows = 0
+        self.pending: list[tuple[dict, list[str], int]] = []  # Parquet rows not yet turned into Arrow
 
     def _tmp_path(self, split: str) -> Path:
         path = self.out_dir / STATE_DIR / "tmp" / self.config / split / f"{self.stem}.{self.extension}"
@@ -235,19 +239,46 @@ class _Part:
         return path
 
     def write(self, example: dict, splits: list[str]) -> None:
-        size = _payload_size(example)
-        for split in splits:
-            if split not in self.shards:
-                cls = _TarShard if self.extension == "tar" else _ParquetShard
-                self.shards[split] = cls(self._tmp_path(split), self.config)
-            self.shards[split].write(example, size)
+        """Add a record to each of its splits' shards."""
+        if self.extension == "tar":
+            size = _payload_size(example)
+            for split in splits:
+                self._shard(split).write(example, size)
+            return
+        # Parquet: rows are turned into Arrow once per group, then each split takes its rows from
+        # that table, instead of converting a poster once for `train` and again for each genre.
+        self.pending.append((example, splits, _payload_size(example)))
+        if len(self.pending) >= ROWS_PER_GROUP[self.config]:
+            self._flush_pending()
+
+    def _shard(self, split: str) -> Union[_ParquetShard, _TarShard]:
+        if split not in self.shards:
+            cls = _TarShard if self.extension == "tar" else _ParquetShard
+            self.shards[split] = cls(self._tmp_path(split), self.config)
+        return self.shards[split]
+
+    def _flush_pending(self) -> None:
+        if not self.pending:
+            return
+        table = pa.Table.from_pylist([example for example, _, _ in self.pending], schema=FEATURES[self.config].arrow_schema)
+        rows_of: dict[str, list[int]] = defaultdict(list)
+        sizes: dict[str, int] = defaultdict(int)
+        for index, (_, splits, size) in enumerate(self.pending):
+            for split in splits:
+                rows_of[split].append(index)
+                sizes[split] += size
+        for split, rows in rows_of.items():
+            self._shard(split).write(table if len(rows) == table.num_rows else table.take(rows), sizes[split])
+        self.pending = []
 
     @property
     def size(self) -> int:
         shard = self.shards.get(ALL_SPLIT)
-        return shard.estimated_bytes if shard else 0
+        pending = sum(size for _, splits, size in self.pending if ALL_SPLIT in splits)
+        return (shard.estimated_bytes if shard else 0) + pending
 
     def commit(self) -> dict:
+        self._flush_pending()
         splits = {}
         for split, shard in sorted(self.shards.items()):
             shard.close()
