@@ -17,3 +17,28 @@ def _isolated_hf_cache(tmp_path_factory, monkeypatch):
     import datasets.config
 
     monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", cache)
+
+
+@pytest.fixture
+def local_hub(tmp_path):
+    """A Hub stand-in on 127.0.0.1 (`mpds.testing.hub.LocalHub`) and a runner of Python code against it.
+
+    `local_hub.run(code)` runs `code` in a fresh interpreter whose `huggingface_hub` and `datasets`
+    talk to the stand-in, as a user's would talk to the Hub; it returns the process's stdout.
+    """
+    import subprocess
+    import sys
+
+    from mpds.testing.hub import LocalHub
+
+    with LocalHub(tmp_path / "local-hub") as hub:
+        environment = {**os.environ, **hub.environment(), "HF_HOME": str(tmp_path / "hf-home")}
+
+        def run(code: str, *args: str, timeout: int = 600) -> str:
+            result = subprocess.run([sys.executable, "-c", code, *args], env=environment,
+                                    capture_output=True, text=True, timeout=timeout)
+            assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}"
+            return result.stdout
+
+        hub.run = run
+        yield hub

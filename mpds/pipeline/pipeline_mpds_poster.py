@@ -777,6 +777,7 @@ class MPDSPosterPipeline(DiffusionPipeline, StableDiffusionMixin, TextualInversi
         base_model: str | None = None,
         datasets: list[str] | None = None,
         license: str = "creativeml-openrail-m",
+        repo_id: str | None = None,
         **kwargs,
     ):
         """Save the whole bundle to one folder, loadable by `MPDSPosterPipeline.from_pretrained`.
@@ -789,6 +790,8 @@ class MPDSPosterPipeline(DiffusionPipeline, StableDiffusionMixin, TextualInversi
             save_directory: the folder.
             base_model, datasets, license: model-card metadata (base model defaults to where the pipeline was
                 loaded from when that is a Hub id, else Stable Diffusion 1.5).
+            repo_id: the Hub repo the card's usage examples load from (default: `save_directory`); with
+                `push_to_hub=True`, the repo to upload to (default: the folder's name).
             push_to_hub: upload the folder afterwards (see `push_to_hub`).
 
         Raises:
@@ -797,7 +800,7 @@ class MPDSPosterPipeline(DiffusionPipeline, StableDiffusionMixin, TextualInversi
         if not safe_serialization:
             raise ValueError("MPDS bundles are written as safetensors only; leave `safe_serialization=True`.")
         if push_to_hub:
-            repo_id = kwargs.pop("repo_id", os.path.basename(os.fspath(save_directory)))
+            repo_id = repo_id or os.path.basename(os.fspath(save_directory))
             card = {"base_model": base_model, "datasets": datasets, "license": license}
             return self.push_to_hub(repo_id, variant=variant, max_shard_size=max_shard_size, **card, **kwargs)
         adapters = self._lora_adapters()
@@ -828,12 +831,20 @@ class MPDSPosterPipeline(DiffusionPipeline, StableDiffusionMixin, TextualInversi
             os.makedirs(actor_directory, exist_ok=True)
             safetensors.torch.save_file({f"<{name}>": embedding.contiguous()}, os.path.join(actor_directory, ACTOR_FILE))
 
-        self.model_card(base_model=base_model, datasets=datasets, license=license).save(
-            os.path.join(save_directory, "README.md")
+        card = self.model_card(
+            base_model=base_model, datasets=datasets, license=license, repo_id=repo_id or os.fspath(save_directory)
         )
+        card.save(os.path.join(save_directory, "README.md"))
 
-    def model_card(self, base_model: str | None = None, datasets: list[str] | None = None, license: str = "creativeml-openrail-m"):
-        """The bundle's `huggingface_hub.ModelCard`, from the template in `mpds.model_cards`."""
+    def model_card(
+        self,
+        base_model: str | None = None,
+        datasets: list[str] | None = None,
+        license: str = "creativeml-openrail-m",
+        repo_id: str = "REPO_ID",
+    ):
+        """The bundle's `huggingface_hub.ModelCard`, from the template in `mpds.model_cards`; its usage examples
+        load `repo_id`."""
         from importlib.resources import files
 
         from huggingface_hub import ModelCard, ModelCardData
@@ -857,6 +868,7 @@ class MPDSPosterPipeline(DiffusionPipeline, StableDiffusionMixin, TextualInversi
             has_controlnet=self.controlnet is not None,
             adapters=sorted({name for c in (self.unet, self.text_encoder) for name in getattr(c, "peft_config", {})}),
             actors=self.actors,
+            repo_id=repo_id,
         )
 
     def push_to_hub(
@@ -879,7 +891,7 @@ class MPDSPosterPipeline(DiffusionPipeline, StableDiffusionMixin, TextualInversi
         api = HfApi(token=token)
         repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
         with tempfile.TemporaryDirectory() as folder:
-            self.save_pretrained(folder, **save_kwargs)
+            self.save_pretrained(folder, repo_id=repo_id, **save_kwargs)
             return api.upload_folder(
                 repo_id=repo_id, folder_path=folder, commit_message=commit_message, create_pr=create_pr
             )

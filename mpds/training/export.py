@@ -114,7 +114,8 @@ def training_card(args, pipe, summary: dict):
         final_loss=f"{final_loss:.4f}" if isinstance(final_loss, float) else "n/a",
         hyperparameters=hyperparameters,
         validation_images=summary.get("validation_images", []),
-        example_prompt=(args.validation_prompt or "a movie poster").replace("{actor}", "{actor}"),
+        example_prompt=args.validation_prompt or "a movie poster",
+        repo_id=getattr(args, "push_to_hub", None) or args.export,
     )
 
 
