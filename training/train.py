@@ -115,9 +115,13 @@ def generate_validation_images(args, models, accelerator, step, weight_dtype):
     trained = accelerator.unwrap_model(models.trainable)
     controlnet = models.controlnet
     if args.task == "controlnet":
-        # A copy in the UNet's precision: its residuals join the UNet's activations, and the float32 weights being
-        # trained must not go through a lower precision.
-        controlnet = copy.deepcopy(trained).to(weight_dtype) if weight_dtype != torch.float32 else trained
+        controlnet = trained
+        if weight_dtype != torch.float32:
+            # A copy in the UNet's precision, so the float32 weights being trained never go through a lower one. The
+            # copy drops the forward wrapper accelerate put on the trained model for mixed precision: that wrapper
+            # returns float32 outputs, and float32 residuals added to the UNet's bf16/fp16 activations make the
+            # UNet's group norms fail on a CPU ("mixed dtype (CPU): expect parameter to have scalar type of Float").
+            controlnet = accelerator.unwrap_model(copy.deepcopy(trained), keep_fp32_wrapper=False).to(weight_dtype)
     pipe = MPDSPosterPipeline(
         vae=models.vae, text_encoder=accelerator.unwrap_model(models.text_encoder) if args.task != "actor" else trained,
         tokenizer=models.tokenizer, unet=models.unet,
