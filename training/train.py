@@ -11,6 +11,8 @@ Tasks (see docs/training.md):
 
 The script reads top to bottom: 1. arguments, 2. accelerator, 3. data, 4. models, 5. optimizer, 6. checkpoint
 hooks and resume, 7. training loop (with checkpoints and validation), 8. final weights, export and upload.
+Run as a command, it first makes `accelerate launch --cpu --num_processes N` start N processes
+(`mpds.training.launch`; accelerate alone starts one without MPI).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from mpds.training.cache import LatentCache, encode_batch  # noqa: E402
 from mpds.training.data import (  # noqa: E402
     BatchStream, Collator, actor_epochs, actor_examples, caption_control_image, poster_epochs, poster_stream,
 )
+from mpds.training.launch import relaunch_cpu_processes_if_needed  # noqa: E402
 from mpds.training.models import (  # noqa: E402
     load_models, load_trained_weights, save_trained_weights, trainable_parameters,
 )
@@ -392,6 +395,8 @@ def _final_loss(log_path):
 
 
 if __name__ == "__main__":
+    # 0. `accelerate launch --cpu --num_processes N` (N > 1) started this one process only: start the N it asked for.
+    relaunch_cpu_processes_if_needed()
     try:
         main()
     except TrainingError as error:
