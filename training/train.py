@@ -11,6 +11,8 @@ Tasks (see docs/training.md):
 
 The script reads top to bottom: 1. arguments, 2. accelerator, 3. data, 4. models, 5. optimizer, 6. checkpoint
 hooks and resume, 7. training loop (with checkpoints and validation), 8. final weights, export and upload.
+Run as a command, it first makes `accelerate launch --cpu --num_processes N` start N processes
+(`mpds.training.launch`; accelerate alone starts one without MPI).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from mpds.training.cache import LatentCache, encode_batch  # noqa: E402
 from mpds.training.data import (  # noqa: E402
     BatchStream, Collator, actor_epochs, actor_examples, caption_control_image, poster_epochs, poster_stream,
 )
+from mpds.training.launch import relaunch_cpu_processes_if_needed  # noqa: E402
 from mpds.training.models import (  # noqa: E402
     load_models, load_trained_weights, save_trained_weights, trainable_parameters,
 )
@@ -115,9 +118,13 @@ def generate_validation_images(args, models, accelerator, step, weight_dtype):
     trained = accelerator.unwrap_model(models.trainable)
     controlnet = models.controlnet
     if args.task == "controlnet":
-        # A copy in the UNet's precision: its residuals join the UNet's activations, and the float32 weights being
-        # trained must not go through a lower precision.
-        controlnet = copy.deepcopy(trained).to(weight_dtype) if weight_dtype != torch.float32 else trained
+        controlnet = trained
+        if weight_dtype != torch.float32:
+            # A copy in the UNet's precision, so the float32 weights being trained never go through a lower one. The
+            # copy drops the forward wrapper accelerate put on the trained model for mixed precision: that wrapper
+            # returns float32 outputs, and float32 residuals added to the UNet's bf16/fp16 activations make the
+            # UNet's group norms fail on a CPU ("mixed dtype (CPU): expect parameter to have scalar type of Float").
+            controlnet = accelerator.unwrap_model(copy.deepcopy(trained), keep_fp32_wrapper=False).to(weight_dtype)
     pipe = MPDSPosterPipeline(
         vae=models.vae, text_encoder=accelerator.unwrap_model(models.text_encoder) if args.task != "actor" else trained,
         tokenizer=models.tokenizer, unet=models.unet,
@@ -388,6 +395,8 @@ def _final_loss(log_path):
 
 
 if __name__ == "__main__":
+    # 0. `accelerate launch --cpu --num_processes N` (N > 1) started this one process only: start the N it asked for.
+    relaunch_cpu_processes_if_needed()
     try:
         main()
     except TrainingError as error:

@@ -12,6 +12,7 @@ import re
 import shutil
 from typing import Optional
 
+from .errors import TrainingError
 from .models import ACTOR_WEIGHTS, LORA_ADAPTER, LORA_WEIGHTS, load_base_pipeline
 
 CARD_TEMPLATE = "mpds_training.md"
@@ -120,9 +121,21 @@ def training_card(args, pipe, summary: dict):
 
 
 def push_bundle(export_dir: str, repo_id: str, token: Optional[str] = None) -> str:
-    """Upload the exported folder to the Hub model repo `repo_id` (created if needed); return the commit URL."""
+    """Upload the exported folder to the Hub model repo `repo_id` (created if needed); return the commit URL.
+
+    Raises:
+        TrainingError: when the Hub cannot be reached or refuses the upload (offline mode, no or a read-only
+            token, a repo of someone else); the message says how to publish the bundle, which stays, later.
+    """
     from huggingface_hub import HfApi
 
     api = HfApi(token=token)
-    repo_id = api.create_repo(repo_id, exist_ok=True).repo_id
-    return api.upload_folder(repo_id=repo_id, folder_path=export_dir, commit_message="Upload MPDSPosterPipeline bundle")
+    try:
+        repo_id = api.create_repo(repo_id, exist_ok=True).repo_id
+        return api.upload_folder(repo_id=repo_id, folder_path=export_dir,
+                                 commit_message="Upload MPDSPosterPipeline bundle")
+    except OSError as error:  # huggingface_hub's HTTP and offline errors are OSErrors
+        raise TrainingError(
+            f"--push_to_hub {repo_id}: the upload failed ({error}). The bundle is complete in {export_dir}; publish "
+            f"it with `hf upload {repo_id} {export_dir}` once logged in (`hf auth login`) with a write token."
+        ) from error

@@ -102,3 +102,16 @@ def test_a_new_run_does_not_overwrite_an_earlier_runs_checkpoints(train, tiny_ar
         train.main(tiny_args("lora", "--max_train_steps", "2", "--seed", "5", output_dir=output_dir))
     assert (output_dir / "checkpoint-2" / "pytorch_lora_weights.safetensors").read_bytes() == saved
     assert (output_dir / "training_log.jsonl").read_text() == log
+
+
+def test_push_to_hub_exports_the_bundle_then_says_how_to_publish_it_when_the_hub_is_unreachable(
+        train, tiny_args, tmp_path):
+    # The tests run in huggingface_hub's own offline mode (HF_HUB_OFFLINE=1, see conftest): the upload is attempted
+    # for real and refused without any network.
+    bundle = tmp_path / "bundle"
+    with pytest.raises(TrainingError, match=r"--push_to_hub someone/mpds-poster: the upload failed \(.*offline mode"
+                                            r".*\)\. The bundle is complete in .*bundle; publish it with `hf upload "
+                                            r"someone/mpds-poster "):
+        train.main(tiny_args("lora", "--export", str(bundle), "--push_to_hub", "someone/mpds-poster"))
+    assert (bundle / "model_index.json").is_file() and (bundle / "lora" / "mpds_poster").is_dir()
+    assert "task `lora`" in (bundle / "README.md").read_text()

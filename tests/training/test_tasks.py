@@ -1,9 +1,12 @@
 """Each task runs a few steps end to end and exports a bundle that `MPDSPosterPipeline.from_pretrained` loads."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
+from PIL import Image
+from safetensors.torch import load_file
 
 from mpds.pipeline import MPDSPosterPipeline, PosterCaption
 
@@ -76,3 +79,20 @@ def test_the_shipped_configs_parse_and_dashed_flags_override_them(dataset, base_
                        "--output_dir", str(tmp_path)])
     # The paper's recipe for actor tokens.
     assert (args.learning_rate, args.lr_end, args.train_batch_size, args.max_train_steps) == (5e-4, 1e-6, 4, 500)
+
+
+def test_controlnet_validation_images_are_generated_under_bf16_mixed_precision(train, tiny_args, tmp_path):
+    # Validation at step 1 of 2: the images are written and training goes on afterwards in float32 weights.
+    output_dir = tmp_path / "run-bf16"
+    summary = train.main(tiny_args("controlnet", "--mixed_precision", "bf16", "--max_train_steps", "2",
+                                   "--validation_steps", "1", "--validation_inference_steps", "1",
+                                   output_dir=output_dir))
+
+    assert "mixed_precision=bf16" in (output_dir / "run_info.txt").read_text()
+    assert summary["steps"] == 2 and all(torch.isfinite(torch.tensor(summary["losses"])))
+    assert [Path(path).name for path in summary["validation_images"]] == ["step-000002-0.png"]
+    for name in ("step-000001-0.png", "step-000002-0.png"):
+        image = Image.open(output_dir / "validation" / name)
+        assert image.size == (32, 32)
+    weights = load_file(output_dir / "controlnet" / "diffusion_pytorch_model.safetensors")
+    assert {tensor.dtype for tensor in weights.values()} == {torch.float32}
