@@ -78,8 +78,11 @@ def estimate_clip_tokens(text: str) -> int:
     longer or non-ASCII words a token per six bytes, digits and punctuation runs one each.
     Pass a real tokenizer to `merge_prompt` for an exact count.
     """
+    pieces = _CLIP_PIECES.findall(text)
+    if text.isascii():  # one byte per character: the same count, without encoding each piece
+        return len(pieces) + sum((len(piece) - 1) // 6 for piece in pieces if len(piece) >= 7 and piece[0].isalpha())
     count = 0
-    for piece in _CLIP_PIECES.findall(text):
+    for piece in pieces:
         size = len(piece.encode("utf-8"))
         count += 1 + (size - 1) // 6 if piece[0].isalpha() else 1
     return count
@@ -139,12 +142,10 @@ def merge_prompt(
 
     visual = normalize(visual_prompt).rstrip(" .")
     synopsis = normalize(synopsis)
+    prefix = f"{visual}. " if visual else ""
+    whole = (prefix + synopsis).strip()
+    if fits(whole):  # most prompts: one count, no search (the visual description, a prefix, fits too)
+        return whole
     if visual and not fits(visual + "."):
         return _trim_to_fit("", visual.split(" "), fits)
-    prefix = f"{visual}. " if visual else ""
-    if not synopsis:
-        return prefix.strip()
-    whole = prefix + synopsis
-    if fits(whole):  # most prompts: one count, no search
-        return whole
     return _trim_to_fit(prefix, synopsis.split(" "), fits)
