@@ -230,6 +230,42 @@ def test_no_more_requests_in_flight_to_one_host_than_per_host(release, server, i
     assert [entry["status"] for entry in statuses(raw).values()] == ["ok"] * 6
 
 
+def test_the_proxy_of_the_environment_is_used(release, server, images, monkeypatch):
+    """The loopback server stands in for the proxy: it receives the poster's absolute URL."""
+    body = images.poster(1)
+    server.route("http://posters.invalid/p/1.jpg", server.reply(200, body))
+    monkeypatch.setenv("HTTP_PROXY", server.base)
+    raw = release([{"id": 1, "poster-url": "http://posters.invalid/p/1.jpg"}])
+    download_release(raw, DownloadConfig(**FAST))
+    assert statuses(raw)["poster:1"]["status"] == "ok"
+    assert (raw / "posters" / "1.jpg").read_bytes() == body
+
+
+def test_no_proxy_bypasses_the_proxy(release, server, images, monkeypatch):
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")  # nothing listens there
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    entry, _ = fetch_one(release, server, server.reply(200, images.poster(1)))
+    assert entry["status"] == "ok"
+
+
+def test_netrc_credentials_are_sent_to_their_host(release, server, images, monkeypatch, tmp_path):
+    (tmp_path / "netrc").write_text("machine 127.0.0.1 login reader password secret\n", encoding="utf-8")
+    monkeypatch.setenv("NETRC", str(tmp_path / "netrc"))
+    entry, _ = fetch_one(release, server, server.reply(200, images.poster(1)))
+    assert entry["status"] == "ok"
+    assert server.authorization["/p/1.jpg"] == "Basic cmVhZGVyOnNlY3JldA=="  # reader:secret
+
+
+def test_credentials_in_the_url_win_over_netrc(release, server, images, monkeypatch, tmp_path):
+    (tmp_path / "netrc").write_text("machine 127.0.0.1 login reader password secret\n", encoding="utf-8")
+    monkeypatch.setenv("NETRC", str(tmp_path / "netrc"))
+    server.route("/p/1.jpg", server.reply(200, images.poster(1)))
+    raw = release([{"id": 1, "poster-url": server.base.replace("http://", "http://owner:key@") + "/p/1.jpg"}])
+    download_release(raw, DownloadConfig(**FAST))
+    assert statuses(raw)["poster:1"]["status"] == "ok"
+    assert server.authorization["/p/1.jpg"] == "Basic b3duZXI6a2V5"  # owner:key
+
+
 # -- resuming -------------------------------------------------------------------------------------
 
 
