@@ -32,7 +32,6 @@ import re
 import threading
 import time
 import urllib.request
-import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -47,7 +46,8 @@ from tqdm.auto import tqdm
 
 from .. import __version__
 from ..data.parsing import CellError, parse_id, parse_list, parse_url_list
-from ..data.raw import IMAGE_EXTENSIONS, MIN_IMAGE_BYTES, RawFormatError, RawRelease, Reject, check_image, read_csv
+from ..data.raw import (IMAGE_EXTENSIONS, MIN_IMAGE_BYTES, RawFormatError, RawRelease, Reject, decode_reduced,
+                        open_image, read_csv)
 
 STATUS_FILE = "download_status.jsonl"
 ALLOWED_SCHEMES = ("http", "https")
@@ -429,25 +429,30 @@ class Downloader:
     def check_body(self, body: bytes, content_type: Optional[str]):
         """`(bytes to save, None, source format)` for a usable image, `(None, (reason, detail), None)` otherwise.
 
-        JPEG bodies are saved as received; other formats are re-encoded to JPEG.
+        The checks of `mpds.data.raw.check_image`, on one `Image.open`: the header first (an image, not
+        too many pixels), then the size in bytes, then a real decode. JPEG bodies are saved as received;
+        other formats are re-encoded to JPEG.
         """
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("error", Image.DecompressionBombWarning)
-                with Image.open(io.BytesIO(body)) as image:
-                    image_format, width, height = image.format, image.width, image.height
+            image = open_image(body)
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
             return None, ("image_too_large", str(error)), None
         except Exception as error:  # Pillow raises several types for bytes that are no image
             head = body[:40].decode("latin-1").replace("\n", " ")
             return None, ("not_an_image", f"{content_type or 'no content type'}, starts with {head!r} "
                           f"({type(error).__name__})"), None
-        if width * height > self.config.max_pixels:
-            return None, ("image_too_large", f"{width}x{height} = {width * height} pixels, over max_pixels "
-                          f"({self.config.max_pixels})"), None
-        problem = check_image(body, min_bytes=self.config.min_bytes)
-        if problem:
-            return None, problem, None
+        with image:
+            image_format, width, height = image.format, image.width, image.height
+            if width * height > self.config.max_pixels:
+                return None, ("image_too_large", f"{width}x{height} = {width * height} pixels, over max_pixels "
+                              f"({self.config.max_pixels})"), None
+            if len(body) < self.config.min_bytes:
+                return None, ("image_too_small", f"{len(body)} bytes, under the {self.config.min_bytes}-byte "
+                              "minimum"), None
+            try:
+                decode_reduced(image)
+            except Exception as error:  # PIL raises many types for corrupt data; all mean the same here
+                return None, ("image_undecodable", f"{type(error).__name__}: {error}"), None
         if image_format == "JPEG":
             return body, None, image_format
         try:

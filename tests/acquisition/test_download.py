@@ -8,6 +8,8 @@ import os
 import signal
 import subprocess
 import sys
+import warnings
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -16,6 +18,7 @@ from PIL import Image
 from mpds.acquisition.download import (
     DownloadConfig,
     DownloadError,
+    Downloader,
     download_release,
     read_status,
 )
@@ -183,6 +186,35 @@ def test_an_image_over_the_pixel_limit_is_refused(release, server, images):
     config = DownloadConfig(max_pixels=200 * 200, **FAST)
     entry, _ = fetch_one(release, server, server.reply(200, images.noise(300, 300, "JPEG")), config=config)
     assert (entry["status"], entry["reason"]) == ("failed", "image_too_large")
+
+
+def test_an_image_over_pillows_own_limit_is_refused_from_a_worker_thread(release, server, images, monkeypatch):
+    """Pillow only warns between its limit and twice it; the warning must count as a refusal."""
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 200 * 200)
+    config = DownloadConfig(max_pixels=10**9, **FAST)
+    entry, _ = fetch_one(release, server, server.reply(200, images.noise(250, 250, "JPEG")), config=config)
+    assert (entry["status"], entry["reason"]) == ("failed", "image_too_large")
+
+
+def test_the_check_rejects_truncated_and_cut_bodies_and_accepts_whole_ones(images, tmp_path):
+    downloader = Downloader(tmp_path, DownloadConfig(progress=False))
+    body = images.noise(300, 300, "JPEG")
+    assert downloader.check_body(body, "image/jpeg") == (body, None, "JPEG")
+    for cut in (len(body) // 2, len(body) - 100):
+        data, (reason, _), _ = downloader.check_body(body[:cut], "image/jpeg")
+        assert (data, reason) == (None, "image_undecodable")
+    png = images.noise(300, 300, "PNG")
+    assert downloader.check_body(png[: len(png) - 1000], "image/png")[1][0] == "image_undecodable"
+
+
+def test_checks_in_many_threads_leave_the_warning_filters_as_they_were(images, tmp_path):
+    downloader = Downloader(tmp_path, DownloadConfig(progress=False))
+    bodies = [images.poster(seed) for seed in range(8)] * 25
+    before = list(warnings.filters)
+    with ThreadPoolExecutor(8) as pool:
+        problems = list(pool.map(lambda body: downloader.check_body(body, "image/jpeg")[1], bodies))
+    assert problems == [None] * len(bodies)
+    assert warnings.filters == before
 
 
 def test_a_redirect_to_file_is_refused(release, server):
