@@ -278,9 +278,9 @@ class _Environment:
         key = (url.scheme, url.host)
         if key not in self._options:
             options = {}
-            proxy = self.proxies.get(url.scheme)
-            if proxy and url.host and not urllib.request.proxy_bypass(url.host):
-                proxy = URL(proxy)
+            proxy = URL(self.proxies[url.scheme]) if url.scheme in self.proxies else None
+            # Like aiohttp, only http:// proxies (aiohttp ignores the others, with a warning).
+            if proxy is not None and proxy.scheme == "http" and url.host and not urllib.request.proxy_bypass(url.host):
                 options["proxy"] = proxy.with_user(None)
                 login = (proxy.user, proxy.password or "") if proxy.user else self._login(proxy.host)
                 if login:
