@@ -2,9 +2,11 @@
 
 The server (aiohttp, in its own process so that its CPU time is not counted) answers every request after
 `--latency` seconds with one of a few synthetic posters. Both runs fetch the same URLs and do the same
-work per image: GET, check that it decodes (`check_image`), write it to disk.
+work per image: GET, check that it decodes (`check_image`), write it to disk. `--rounds` repeats the
+pair (sequential, then `mpds download`) to show the spread on a busy machine; the load average is
+printed with each round, since other processes on the machine take CPU from both runs.
 
-    python benchmarks/bench_download.py [--num 800] [--workers 32] [--latency 0.05] [--size 600x900]
+    python benchmarks/bench_download.py [--num 800] [--workers 32] [--latency 0.05] [--size 600x900] [--rounds 1]
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import argparse
 import csv
 import multiprocessing
+import os
 import resource
 import shutil
 import socket
@@ -56,6 +59,16 @@ def cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def process_cpu_seconds(pid: int) -> float:
+    """CPU time of another process (the server), from /proc; 0 where there is no /proc."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            fields = handle.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def sequential(urls: list[str], out: Path) -> int:
     """The plain loop: one request at a time, checked and written like the downloader does."""
     out.mkdir(parents=True)
@@ -76,6 +89,7 @@ def main() -> None:
     parser.add_argument("--latency", type=float, default=0.05, help="seconds the server waits before answering")
     parser.add_argument("--size", default="600x900", help="poster size in pixels")
     parser.add_argument("--distinct", type=int, default=16, help="distinct posters served")
+    parser.add_argument("--rounds", type=int, default=1, help="sequential + concurrent pairs to run")
     args = parser.parse_args()
     width, height = map(int, args.size.split("x"))
 
@@ -90,9 +104,40 @@ def main() -> None:
     server = multiprocessing.Process(target=serve, args=(port, args.latency, bodies, ready), daemon=True)
     server.start()
     ready.wait(30)
+    mean_kb = sum(map(len, bodies)) / len(bodies) / 1024
+    print(f"{args.num} URLs, {width}x{height} JPEG posters ({mean_kb:.0f} KB mean), {args.latency * 1000:.0f} ms "
+          f"injected latency, loopback server in its own process, {os.cpu_count()} CPUs")
+    urls = [f"http://127.0.0.1:{port}/posters/{index}.jpg" for index in range(args.num)]
+    results = []
+    try:
+        for round_number in range(1, args.rounds + 1):
+            results.append(run_round(urls, args.workers, server.pid))
+            sequential_rate, sequential_cpu, concurrent_rate, cpu_per_image, server_cpu, load = results[-1]
+            print(f"round {round_number} (load average {load[0]:.2f} -> {load[1]:.2f})\n"
+                  f"  sequential loop : {sequential_rate:6.1f} images/s, {sequential_cpu * 1000:.2f} ms CPU/image\n"
+                  f"  mpds download   : {concurrent_rate:6.1f} images/s ({args.workers} workers), "
+                  f"{cpu_per_image * 1000:.2f} ms CPU/image (client process, all threads; the server "
+                  f"{server_cpu * 1000:.2f} more)\n"
+                  f"  speed-up        : {concurrent_rate / sequential_rate:.1f}x")
+    finally:
+        server.terminate()
+
+    ratios = sorted(concurrent / sequential for sequential, _, concurrent, *_ in results)
+    concurrent_rate = sorted(result[2] for result in results)[len(results) // 2]
+    cpu_per_image = sorted(result[3] for result in results)[len(results) // 2]
+    print(f"speed-up        : {ratios[len(ratios) // 2]:.1f}x (median of {len(ratios)}; "
+          f"from {ratios[0]:.1f}x to {ratios[-1]:.1f}x)")
+    print(f"projection for {MPDS_POSTERS} posters at this latency: {MPDS_POSTERS / concurrent_rate / 3600:.2f} h wall "
+          f"at the median rate; {MPDS_POSTERS * cpu_per_image / 3600:.2f} CPU-hours "
+          f"(the client is CPU-bound only past {1 / cpu_per_image:.0f} images/s per core)")
+
+
+def run_round(urls: list[str], workers: int, server_pid: int):
+    """One sequential loop and one `mpds download` over `urls`: the loop's rate and CPU seconds per image,
+    the same for `mpds download`, the server's CPU seconds per image, and the load average before and after."""
+    load_before = os.getloadavg()[0]
     work = Path(tempfile.mkdtemp(prefix="bench-download-"))
     try:
-        urls = [f"http://127.0.0.1:{port}/posters/{index}.jpg" for index in range(args.num)]
         raw = work / "raw"
         raw.mkdir()
         with open(raw / "meta.csv", "w", newline="") as handle:
@@ -104,28 +149,18 @@ def main() -> None:
         stored = sequential(urls, work / "sequential")
         sequential_seconds, sequential_cpu = time.perf_counter() - start, cpu_seconds() - cpu
 
-        config = DownloadConfig(workers=args.workers, per_host=args.workers, progress=False)
-        cpu, start = cpu_seconds(), time.perf_counter()
+        config = DownloadConfig(workers=workers, per_host=workers, progress=False)
+        cpu, server_cpu, start = cpu_seconds(), process_cpu_seconds(server_pid), time.perf_counter()
         summary = download_release(raw, config)
         concurrent_seconds, concurrent_cpu = time.perf_counter() - start, cpu_seconds() - cpu
+        server_cpu = process_cpu_seconds(server_pid) - server_cpu
         downloaded = summary.counts[("ok", None)]
     finally:
-        server.terminate()
         shutil.rmtree(work, ignore_errors=True)
-
-    mean_kb = sum(map(len, bodies)) / len(bodies) / 1024
-    sequential_rate, concurrent_rate = stored / sequential_seconds, downloaded / concurrent_seconds
-    cpu_per_image = concurrent_cpu / downloaded
-    print(f"{args.num} URLs, {width}x{height} JPEG posters ({mean_kb:.0f} KB mean), {args.latency * 1000:.0f} ms "
-          f"injected latency, loopback server in its own process")
-    print(f"sequential loop : {stored} images in {sequential_seconds:.2f} s = {sequential_rate:.1f} images/s, "
-          f"{sequential_cpu / stored:.5f} CPU s/image")
-    print(f"mpds download   : {downloaded} images in {concurrent_seconds:.2f} s = {concurrent_rate:.1f} images/s "
-          f"({args.workers} workers), {cpu_per_image:.5f} CPU s/image (client process, all threads)")
-    print(f"speed-up        : {concurrent_rate / sequential_rate:.1f}x")
-    print(f"projection for {MPDS_POSTERS} posters at this latency: {MPDS_POSTERS / concurrent_rate / 3600:.2f} h wall "
-          f"at the measured rate; {MPDS_POSTERS * cpu_per_image / 3600:.2f} CPU-hours "
-          f"(the client is CPU-bound only past {1 / cpu_per_image:.0f} images/s per core)")
+    if downloaded != len(urls) or stored != len(urls):
+        raise RuntimeError(f"expected {len(urls)} images from each run, got {stored} and {downloaded}")
+    return (stored / sequential_seconds, sequential_cpu / stored, downloaded / concurrent_seconds,
+            concurrent_cpu / downloaded, server_cpu / downloaded, (load_before, os.getloadavg()[0]))
 
 
 if __name__ == "__main__":

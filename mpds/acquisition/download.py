@@ -22,14 +22,16 @@ retries the rest, then rewrites the status file with one line per row, in input 
 from __future__ import annotations
 
 import asyncio
+import base64
 import email.utils
 import io
 import json
+import netrc
 import os
 import re
 import threading
 import time
-import warnings
+import urllib.request
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -44,7 +46,8 @@ from tqdm.auto import tqdm
 
 from .. import __version__
 from ..data.parsing import CellError, parse_id, parse_list, parse_url_list
-from ..data.raw import IMAGE_EXTENSIONS, MIN_IMAGE_BYTES, RawFormatError, RawRelease, Reject, check_image, read_csv
+from ..data.raw import (IMAGE_EXTENSIONS, MIN_IMAGE_BYTES, RawFormatError, RawRelease, Reject, decode_reduced,
+                        open_image, read_csv)
 
 STATUS_FILE = "download_status.jsonl"
 ALLOWED_SCHEMES = ("http", "https")
@@ -258,6 +261,58 @@ def _failure_of(error: BaseException) -> _Failure:
     return _Failure("network_error", f"{type(error).__name__}: {error}")
 
 
+class _Environment:
+    """The proxy variables and `.netrc` credentials that aiohttp's `trust_env` applies, read once per run.
+
+    aiohttp reads both again for every request, in two hops to a worker thread each; at a few hundred
+    requests a second those hops cost the event loop as much as the request itself.
+    """
+
+    def __init__(self):
+        self.proxies = urllib.request.getproxies()  # HTTP_PROXY, HTTPS_PROXY, NO_PROXY and lowercase
+        self.netrc = _read_netrc()
+        self._options: dict[tuple[str, Optional[str]], dict] = {}
+
+    def options(self, url: URL) -> dict:
+        """Keyword arguments for `session.get(url)`: `proxy`, `proxy_headers` and `headers`, where they apply."""
+        key = (url.scheme, url.host)
+        if key not in self._options:
+            options = {}
+            proxy = URL(self.proxies[url.scheme]) if url.scheme in self.proxies else None
+            # Like aiohttp, only http:// proxies (aiohttp ignores the others, with a warning).
+            if proxy is not None and proxy.scheme == "http" and url.host and not urllib.request.proxy_bypass(url.host):
+                options["proxy"] = proxy.with_user(None)
+                login = (proxy.user, proxy.password or "") if proxy.user else self._login(proxy.host)
+                if login:
+                    options["proxy_headers"] = {"Proxy-Authorization": _basic_auth(*login)}
+            if login := self._login(url.host):
+                options["headers"] = {"Authorization": _basic_auth(*login)}
+            self._options[key] = options
+        options = self._options[key]
+        if url.user is not None and "headers" in options:  # credentials in the URL win, as in aiohttp
+            options = {name: value for name, value in options.items() if name != "headers"}
+        return options
+
+    def _login(self, host: Optional[str]) -> Optional[tuple[str, str]]:
+        found = self.netrc.authenticators(host) if self.netrc is not None and host else None
+        if found is None:
+            return None
+        login, account, password = found
+        return login or account or "", password or ""
+
+
+def _basic_auth(login: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{login}:{password}".encode("utf-8")).decode("ascii")
+
+
+def _read_netrc() -> Optional[netrc.netrc]:
+    path = os.environ.get("NETRC") or os.path.join(os.path.expanduser("~"), ".netrc")
+    try:
+        return netrc.netrc(path) if os.path.isfile(path) else None
+    except (OSError, netrc.NetrcParseError):
+        return None
+
+
 @dataclass
 class _Fetched:
     body: bytes
@@ -279,16 +334,18 @@ class Downloader:
         self.root = Path(root)
         self.config = config
         self.sleep = sleep
+        self.environment = _Environment()
         self._backoff = (wait_exponential(multiplier=config.backoff, max=config.max_backoff)
                          + wait_random(0, config.backoff))
 
     def session(self) -> aiohttp.ClientSession:
-        """The HTTP session of a run: `workers` connections in all, `per_host` to one host."""
+        """The HTTP session of a run: `workers` connections in all, `per_host` to one host. Proxy
+        variables and `.netrc` apply as with aiohttp's `trust_env`, read once (see `_Environment`)."""
         connector = aiohttp.TCPConnector(limit=self.config.workers, limit_per_host=self.config.per_host)
         # `total` covers connecting, sending and reading the whole body, so a server that trickles
         # bytes cannot hold a worker.
         return aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=self.config.timeout),
-                                     headers={"User-Agent": f"mpds/{__version__} (dataset download)"}, trust_env=True)
+                                     headers={"User-Agent": f"mpds/{__version__} (dataset download)"})
 
     def _wait(self, retry_state) -> float:
         error = retry_state.outcome.exception()
@@ -330,7 +387,7 @@ class Downloader:
         if not current.host:
             raise _Failure("invalid_url", f"no host in {url!r}")
         for _ in range(self.config.max_redirects + 1):
-            async with session.get(current, allow_redirects=False) as response:
+            async with session.get(current, allow_redirects=False, **self.environment.options(current)) as response:
                 location = response.headers.get("Location")
                 if response.status in (301, 302, 303, 307, 308) and location:
                     try:
@@ -360,7 +417,7 @@ class Downloader:
             raise _Failure("body_too_large", f"Content-Length {response.content_length} is over max_bytes "
                            f"({self.config.max_bytes})")
         chunks, size = [], 0
-        async for chunk in response.content.iter_chunked(1 << 16):
+        async for chunk in response.content.iter_any():
             size += len(chunk)
             if size > self.config.max_bytes:
                 raise _Failure("body_too_large", f"more than max_bytes ({self.config.max_bytes}) received")
@@ -372,25 +429,30 @@ class Downloader:
     def check_body(self, body: bytes, content_type: Optional[str]):
         """`(bytes to save, None, source format)` for a usable image, `(None, (reason, detail), None)` otherwise.
 
-        JPEG bodies are saved as received; other formats are re-encoded to JPEG.
+        The checks of `mpds.data.raw.check_image`, on one `Image.open`: the header first (an image, not
+        too many pixels), then the size in bytes, then a real decode. JPEG bodies are saved as received;
+        other formats are re-encoded to JPEG.
         """
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("error", Image.DecompressionBombWarning)
-                with Image.open(io.BytesIO(body)) as image:
-                    image_format, width, height = image.format, image.width, image.height
+            image = open_image(body)
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
             return None, ("image_too_large", str(error)), None
         except Exception as error:  # Pillow raises several types for bytes that are no image
             head = body[:40].decode("latin-1").replace("\n", " ")
             return None, ("not_an_image", f"{content_type or 'no content type'}, starts with {head!r} "
                           f"({type(error).__name__})"), None
-        if width * height > self.config.max_pixels:
-            return None, ("image_too_large", f"{width}x{height} = {width * height} pixels, over max_pixels "
-                          f"({self.config.max_pixels})"), None
-        problem = check_image(body, min_bytes=self.config.min_bytes)
-        if problem:
-            return None, problem, None
+        with image:
+            image_format, width, height = image.format, image.width, image.height
+            if width * height > self.config.max_pixels:
+                return None, ("image_too_large", f"{width}x{height} = {width * height} pixels, over max_pixels "
+                              f"({self.config.max_pixels})"), None
+            if len(body) < self.config.min_bytes:
+                return None, ("image_too_small", f"{len(body)} bytes, under the {self.config.min_bytes}-byte "
+                              "minimum"), None
+            try:
+                decode_reduced(image)
+            except Exception as error:  # PIL raises many types for corrupt data; all mean the same here
+                return None, ("image_undecodable", f"{type(error).__name__}: {error}"), None
         if image_format == "JPEG":
             return body, None, image_format
         try:

@@ -13,6 +13,7 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 import re
 import sys
+import threading
 import warnings
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -134,17 +135,41 @@ def check_image(data: bytes, *, min_bytes: int = MIN_IMAGE_BYTES) -> Optional[tu
     if len(data) < min_bytes:
         return "image_too_small", f"{len(data)} bytes, under the {min_bytes}-byte minimum"
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as image:
-                if image.format == "JPEG":
-                    image.draft("RGB", (max(1, image.width // 8), max(1, image.height // 8)))
-                image.load()
+        with open_image(data) as image:
+            decode_reduced(image)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
         return "image_too_large", str(error)
     except Exception as error:  # PIL raises many types for corrupt data; all mean the same here
         return "image_undecodable", f"{type(error).__name__}: {error}"
     return None
+
+
+# `warnings.catch_warnings` swaps the process-wide filter list and is not thread-safe: two threads
+# opening images at once could each restore the other's filters, leaving the bomb warning an error for
+# the rest of the process, or a warning instead of an error in one thread. Only the header is parsed
+# under the lock; decoding is not.
+_OPEN_LOCK = threading.Lock()
+
+
+def open_image(data: bytes) -> Image.Image:
+    """`Image.open` on bytes (lazy: the header only), with Pillow's decompression-bomb warning raised
+    as `Image.DecompressionBombWarning` instead of printed. Safe to call from several threads.
+
+    Raises:
+        Image.DecompressionBombError, Image.DecompressionBombWarning: for too many pixels.
+        Exception: whatever Pillow raises for bytes that are no image it knows.
+    """
+    with _OPEN_LOCK, warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        return Image.open(io.BytesIO(data))
+
+
+def decode_reduced(image: Image.Image) -> None:
+    """Decode an opened image, JPEG at 1/8 scale (every byte of the scan is still entropy-decoded);
+    raises what Pillow raises for a truncated or corrupt file."""
+    if image.format == "JPEG":
+        image.draft("RGB", (max(1, image.width // 8), max(1, image.height // 8)))
+    image.load()
 
 
 def _source_name(path: Path) -> str:

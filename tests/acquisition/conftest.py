@@ -37,6 +37,7 @@ class LoopbackServer:
     def __init__(self):
         self.routes: dict[str, list[Reply]] = {}
         self.hits: dict[str, int] = {}
+        self.authorization: dict[str, Optional[str]] = {}  # the Authorization header of each path's last request
         self.gate = threading.Event()  # held replies wait for this
         self.held = threading.Semaphore(0)  # released once per reply that starts waiting at the gate
         self.lock = threading.Lock()
@@ -51,6 +52,7 @@ class LoopbackServer:
                 with server.lock:
                     count = server.hits.get(self.path, 0)
                     server.hits[self.path] = count + 1
+                    server.authorization[self.path] = self.headers.get("Authorization")
                 replies = server.routes.get(self.path) or [Reply(404, b"not found")]
                 reply = replies[min(count, len(replies) - 1)]
                 with server.lock:

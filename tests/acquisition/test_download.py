@@ -8,6 +8,8 @@ import os
 import signal
 import subprocess
 import sys
+import warnings
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -16,6 +18,7 @@ from PIL import Image
 from mpds.acquisition.download import (
     DownloadConfig,
     DownloadError,
+    Downloader,
     download_release,
     read_status,
 )
@@ -185,6 +188,35 @@ def test_an_image_over_the_pixel_limit_is_refused(release, server, images):
     assert (entry["status"], entry["reason"]) == ("failed", "image_too_large")
 
 
+def test_an_image_over_pillows_own_limit_is_refused_from_a_worker_thread(release, server, images, monkeypatch):
+    """Pillow only warns between its limit and twice it; the warning must count as a refusal."""
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 200 * 200)
+    config = DownloadConfig(max_pixels=10**9, **FAST)
+    entry, _ = fetch_one(release, server, server.reply(200, images.noise(250, 250, "JPEG")), config=config)
+    assert (entry["status"], entry["reason"]) == ("failed", "image_too_large")
+
+
+def test_the_check_rejects_truncated_and_cut_bodies_and_accepts_whole_ones(images, tmp_path):
+    downloader = Downloader(tmp_path, DownloadConfig(progress=False))
+    body = images.noise(300, 300, "JPEG")
+    assert downloader.check_body(body, "image/jpeg") == (body, None, "JPEG")
+    for cut in (len(body) // 2, len(body) - 100):
+        data, (reason, _), _ = downloader.check_body(body[:cut], "image/jpeg")
+        assert (data, reason) == (None, "image_undecodable")
+    png = images.noise(300, 300, "PNG")
+    assert downloader.check_body(png[: len(png) - 1000], "image/png")[1][0] == "image_undecodable"
+
+
+def test_checks_in_many_threads_leave_the_warning_filters_as_they_were(images, tmp_path):
+    downloader = Downloader(tmp_path, DownloadConfig(progress=False))
+    bodies = [images.poster(seed) for seed in range(8)] * 25
+    before = list(warnings.filters)
+    with ThreadPoolExecutor(8) as pool:
+        problems = list(pool.map(lambda body: downloader.check_body(body, "image/jpeg")[1], bodies))
+    assert problems == [None] * len(bodies)
+    assert warnings.filters == before
+
+
 def test_a_redirect_to_file_is_refused(release, server):
     entry, raw = fetch_one(release, server, server.reply(302, b"", {"Location": "file:///etc/passwd"}))
     assert (entry["status"], entry["reason"]) == ("failed", "unsafe_redirect")
@@ -228,6 +260,42 @@ def test_no_more_requests_in_flight_to_one_host_than_per_host(release, server, i
     download_release(raw, DownloadConfig(workers=6, per_host=2, **FAST))
     assert server.most_in_flight == 2
     assert [entry["status"] for entry in statuses(raw).values()] == ["ok"] * 6
+
+
+def test_the_proxy_of_the_environment_is_used(release, server, images, monkeypatch):
+    """The loopback server stands in for the proxy: it receives the poster's absolute URL."""
+    body = images.poster(1)
+    server.route("http://posters.invalid/p/1.jpg", server.reply(200, body))
+    monkeypatch.setenv("HTTP_PROXY", server.base)
+    raw = release([{"id": 1, "poster-url": "http://posters.invalid/p/1.jpg"}])
+    download_release(raw, DownloadConfig(**FAST))
+    assert statuses(raw)["poster:1"]["status"] == "ok"
+    assert (raw / "posters" / "1.jpg").read_bytes() == body
+
+
+def test_no_proxy_bypasses_the_proxy(release, server, images, monkeypatch):
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")  # nothing listens there
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    entry, _ = fetch_one(release, server, server.reply(200, images.poster(1)))
+    assert entry["status"] == "ok"
+
+
+def test_netrc_credentials_are_sent_to_their_host(release, server, images, monkeypatch, tmp_path):
+    (tmp_path / "netrc").write_text("machine 127.0.0.1 login reader password secret\n", encoding="utf-8")
+    monkeypatch.setenv("NETRC", str(tmp_path / "netrc"))
+    entry, _ = fetch_one(release, server, server.reply(200, images.poster(1)))
+    assert entry["status"] == "ok"
+    assert server.authorization["/p/1.jpg"] == "Basic cmVhZGVyOnNlY3JldA=="  # reader:secret
+
+
+def test_credentials_in_the_url_win_over_netrc(release, server, images, monkeypatch, tmp_path):
+    (tmp_path / "netrc").write_text("machine 127.0.0.1 login reader password secret\n", encoding="utf-8")
+    monkeypatch.setenv("NETRC", str(tmp_path / "netrc"))
+    server.route("/p/1.jpg", server.reply(200, images.poster(1)))
+    raw = release([{"id": 1, "poster-url": server.base.replace("http://", "http://owner:key@") + "/p/1.jpg"}])
+    download_release(raw, DownloadConfig(**FAST))
+    assert statuses(raw)["poster:1"]["status"] == "ok"
+    assert server.authorization["/p/1.jpg"] == "Basic b3duZXI6a2V5"  # owner:key
 
 
 # -- resuming -------------------------------------------------------------------------------------
