@@ -35,6 +35,7 @@ from transformers.image_processing_utils import BaseImageProcessor
 
 from .attention import LocalizedAttention, LocalizedAttnProcessor, box_mask, build_region_masks
 from .caption import PosterCaption, RenderedCaption, render_caption
+from .shared_trunk import supports_shared_trunk, unet_with_shared_trunk
 
 logger = logging.get_logger(__name__)
 
@@ -663,19 +664,25 @@ class MPDSPosterPipeline(DiffusionPipeline, StableDiffusionMixin, TextualInversi
                 plan = plan_with_control if control_on else plan_without_control
                 num_branches = len(plan)
 
-                # 8.2 One batch for all branches
-                latent_model_input = self.scheduler.scale_model_input(torch.cat([latents] * num_branches), t)
-                prompt_embeds = torch.cat([embeddings[branch.texts] for branch, _ in plan])
+                # 8.2 One batch for all branches. Branches with the same prompts (eps(p,a) and eps(p,a,c)) differ only
+                # by the ControlNet's residuals, which enter after the UNet's down and middle blocks: those blocks run
+                # once for both (see shared_trunk.py) when the UNet allows it.
+                trunk_texts = list(dict.fromkeys(branch.texts for branch, _ in plan))
+                share_trunk = len(trunk_texts) < num_branches and supports_shared_trunk(self.unet, cross_attention_kwargs)
+                if not share_trunk:
+                    trunk_texts = [branch.texts for branch, _ in plan]
+                model_input = self.scheduler.scale_model_input(latents, t)
+                trunk_input = torch.cat([model_input] * len(trunk_texts))
+                trunk_embeds = torch.cat([embeddings[texts] for texts in trunk_texts])
 
                 # 8.3 The ControlNet runs on the caption branch only; the other branches get zero residuals
                 down_residuals, mid_residual = None, None
                 if control_on:
                     control_row = next(k for k, (branch, _) in enumerate(plan) if branch.uses_controlnet)
-                    rows = slice(control_row * batch_size, (control_row + 1) * batch_size)
                     down_samples, mid_sample = self.controlnet(
-                        latent_model_input[rows],
+                        model_input,
                         t,
-                        encoder_hidden_states=prompt_embeds[rows],
+                        encoder_hidden_states=embeddings[plan[control_row][0].texts],
                         controlnet_cond=control_tensor,
                         conditioning_scale=controlnet_conditioning_scale,
                         return_dict=False,
@@ -685,21 +692,42 @@ class MPDSPosterPipeline(DiffusionPipeline, StableDiffusionMixin, TextualInversi
 
                 # 8.4 Localized attention during the first steps
                 attention_kwargs = dict(cross_attention_kwargs or {})
-                masks = [region_masks[branch.texts] for branch, _ in plan]
-                if i < num_localized_steps and any(m is not None for m in masks):
-                    full_masks = [m if m is not None else _no_mask_like(region_masks, batch_size) for m in masks]
-                    attention_kwargs["localized_attention"] = LocalizedAttention(torch.cat(full_masks).to(device))
+                trunk_attention_kwargs = dict(attention_kwargs)
+                if i < num_localized_steps and any(region_masks[branch.texts] is not None for branch, _ in plan):
+                    def localized(texts_of_rows):
+                        masks = [region_masks[texts] for texts in texts_of_rows]
+                        masks = [m if m is not None else _no_mask_like(region_masks, batch_size) for m in masks]
+                        return LocalizedAttention(torch.cat(masks).to(device))
 
-                # 8.5 Predict the noise of every branch in one UNet call
-                noise_pred = self.unet(
-                    latent_model_input,
-                    t,
-                    encoder_hidden_states=prompt_embeds,
-                    cross_attention_kwargs=attention_kwargs or None,
-                    down_block_additional_residuals=down_residuals,
-                    mid_block_additional_residual=mid_residual,
-                    return_dict=False,
-                )[0]
+                    attention_kwargs["localized_attention"] = localized([branch.texts for branch, _ in plan])
+                    trunk_attention_kwargs["localized_attention"] = localized(trunk_texts)
+
+                # 8.5 Predict the noise of every branch in one batched UNet pass
+                if share_trunk:
+                    source_rows = [
+                        trunk_texts.index(branch.texts) * batch_size + row for branch, _ in plan for row in range(batch_size)
+                    ]
+                    noise_pred = unet_with_shared_trunk(
+                        self.unet,
+                        trunk_input,
+                        t,
+                        trunk_embeds,
+                        source_rows,
+                        down_residuals=down_residuals,
+                        mid_residual=mid_residual,
+                        trunk_attention_kwargs=trunk_attention_kwargs or None,
+                        attention_kwargs=attention_kwargs or None,
+                    )
+                else:
+                    noise_pred = self.unet(
+                        trunk_input,
+                        t,
+                        encoder_hidden_states=trunk_embeds,
+                        cross_attention_kwargs=attention_kwargs or None,
+                        down_block_additional_residuals=down_residuals,
+                        mid_block_additional_residual=mid_residual,
+                        return_dict=False,
+                    )[0]
 
                 # 8.6 Multi-condition guidance: the weighted sum of the branches' predictions
                 noise_pred = sum(weight * eps for (_, weight), eps in zip(plan, noise_pred.chunk(num_branches)))

@@ -91,23 +91,26 @@ def test_actor_without_field_in_prompt_is_appended_as_starring(pipe):
 
 
 @pytest.mark.parametrize(
-    "case, scales, caption, actor, unet_batch, controlnet_batches",
+    "case, scales, caption, actor, trunk_rows, unet_rows, controlnet_batches",
     [
-        # all four branches are distinct
-        ("full", (5.0, 3.0, 2.0), CAPTION, "bob", 4, 1),
+        # all four branches are distinct; eps(p,a) and eps(p,a,c) share the UNet's down and middle blocks
+        ("full", (5.0, 3.0, 2.0), CAPTION, "bob", 3, 4, 1),
         # with no actor, eps(p) and eps(p,a) are the same prediction
-        ("no actor", (5.0, 3.0, 2.0), CAPTION, None, 3, 1),
+        ("no actor", (5.0, 3.0, 2.0), CAPTION, None, 2, 3, 1),
         # with no caption, eps(p,a,c) is eps(p,a): no ControlNet at all
-        ("no caption", (5.0, 3.0, 2.0), None, "bob", 3, 0),
+        ("no caption", (5.0, 3.0, 2.0), None, "bob", 3, 3, 0),
         # s1 == 1 drops eps(0)
-        ("s1 is one", (1.0, 3.0, 2.0), CAPTION, "bob", 3, 1),
+        ("s1 is one", (1.0, 3.0, 2.0), CAPTION, "bob", 2, 3, 1),
         # s1 == s2 == s3 is plain classifier-free guidance between eps(0) and eps(p,a,c)
-        ("plain guidance", (6.0, 6.0, 6.0), CAPTION, "bob", 2, 1),
+        ("plain guidance", (6.0, 6.0, 6.0), CAPTION, "bob", 2, 2, 1),
     ],
 )
-def test_branch_pruning_gives_the_formula_with_fewer_rows(pipe, case, scales, caption, actor, unet_batch, controlnet_batches):
-    unet_rows, controlnet_rows = [], []
-    pipe.unet.register_forward_pre_hook(lambda module, args: unet_rows.append(args[0].shape[0]))
+def test_branch_pruning_gives_the_formula_with_fewer_rows(
+    pipe, case, scales, caption, actor, trunk_rows, unet_rows, controlnet_batches
+):
+    trunk_batches, output_batches, controlnet_rows = [], [], []
+    pipe.unet.conv_in.register_forward_pre_hook(lambda module, args: trunk_batches.append(args[0].shape[0]))
+    pipe.unet.conv_out.register_forward_pre_hook(lambda module, args: output_batches.append(args[0].shape[0]))
     pipe.controlnet.register_forward_pre_hook(lambda module, args: controlnet_rows.append(args[0].shape[0]))
 
     prompt = "a movie poster of {actor}" if actor else "a movie poster"
@@ -120,20 +123,23 @@ def test_branch_pruning_gives_the_formula_with_fewer_rows(pipe, case, scales, ca
     )
     assert torch.allclose(latents, expected, atol=1e-4), case
     # The pipeline's own calls come first: STEPS of them, before the reference's batch-1 calls.
-    assert unet_rows[:STEPS] == [unet_batch] * STEPS
+    assert trunk_batches[:STEPS] == [trunk_rows] * STEPS
+    assert output_batches[:STEPS] == [unet_rows] * STEPS
     assert controlnet_rows[:STEPS] == ([1] * STEPS if controlnet_batches else controlnet_rows[:0])
 
 
 def test_controlnet_runs_only_inside_its_guidance_window(pipe):
     controlnet_calls = []
     pipe.controlnet.register_forward_pre_hook(lambda module, args: controlnet_calls.append(args[0].shape[0]))
-    unet_rows = []
-    pipe.unet.register_forward_pre_hook(lambda module, args: unet_rows.append(args[0].shape[0]))
+    trunk_rows, unet_rows = [], []
+    pipe.unet.conv_in.register_forward_pre_hook(lambda module, args: trunk_rows.append(args[0].shape[0]))
+    pipe.unet.conv_out.register_forward_pre_hook(lambda module, args: unet_rows.append(args[0].shape[0]))
     pipe(
         "a movie poster of {actor}", caption=CAPTION, actor="bob", guidance_scale=5.0, actor_guidance_scale=3.0,
         caption_guidance_scale=2.0, height=SIZE, width=SIZE, num_inference_steps=4, output_type="latent",
         control_guidance_start=0.0, control_guidance_end=0.5,
     )
     assert controlnet_calls == [1, 1]
-    # Outside the window the caption branch is eps(p,a) and is merged into it.
+    # Outside the window the caption branch is eps(p,a) and is merged into it; inside, the two share a trunk.
     assert unet_rows == [4, 4, 3, 3]
+    assert trunk_rows == [3, 3, 3, 3]

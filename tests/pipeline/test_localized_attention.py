@@ -65,10 +65,15 @@ def test_caption_words_are_confined_to_the_text_boxes(pipe):
 
 
 def test_pipeline_localizes_actor_and_caption_tokens_in_the_first_steps_only(pipe):
-    captured = []
-    attn2 = next(m for name, m in pipe.unet.named_modules() if name.endswith("attn2"))
-    attn2.register_forward_pre_hook(
+    captured, captured_in_trunk = [], []
+    def cross_attention(blocks):
+        return next(m for name, m in pipe.unet.named_modules() if name.startswith(blocks) and name.endswith("attn2"))
+
+    cross_attention("up_blocks").register_forward_pre_hook(  # every branch's row
         lambda module, args, kwargs: captured.append(kwargs.get("localized_attention")), with_kwargs=True
+    )
+    cross_attention("down_blocks").register_forward_pre_hook(  # eps(p,a) and eps(p,a,c) share one row there
+        lambda module, args, kwargs: captured_in_trunk.append(kwargs.get("localized_attention")), with_kwargs=True
     )
     pipe(
         "a movie poster of {actor}, title", caption=PosterCaption("NIGHT SHIFT"), actor="bob",
@@ -89,6 +94,9 @@ def test_pipeline_localizes_actor_and_caption_tokens_in_the_first_steps_only(pip
     # "title" is confined to the caption's text box in every branch that says it.
     title = find_token_positions(prompt_ids, pipe.tokenizer("title", add_special_tokens=False).input_ids)
     assert title and all(0 < masks[3, p].sum() < LATENT * LATENT for p in title)
+    # The shared trunk's rows carry the same masks: eps(0), eps(p), and eps(p,a) for both actor branches.
+    assert [c is not None for c in captured_in_trunk] == [True] * 3 + [False] * 7
+    assert torch.equal(captured_in_trunk[0].region_masks, masks[:3])
 
 
 def test_no_localization_without_actor_or_caption(pipe):
