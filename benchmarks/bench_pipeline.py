@@ -17,10 +17,11 @@ naive loop looked barely slower than the batched pipeline, and plain guidance ba
 per step they are not. Real use runs 20 to 50 steps, where the fixed part hardly counts; 8 steps (the same for every
 configuration) keeps the run near ten minutes on 2 shared CPU cores while the ratios approach the per-step ones.
 Measured per step on that machine (quiet moments; components timed alone, wall seconds): UNet 1 row 1.5, 2 rows
-2.7, 4 rows 4.1 (batching pays on CPU too), ControlNet 1 row 0.55, 2 rows 1.1. Hence per step: full ~1.2x
-diffusers, plain ~0.85x, naive/full ~1.4x. Our pipeline's own work outside the models (planning, residual
-placement, region masks, scheduler) is under 0.1 s per poster, and the localized-attention processor costs the
-same as diffusers' SDPA processor (it is that processor on self-attention and once localization is off).
+2.7, 4 rows 4.1 (batching pays on CPU too), ControlNet 1 row 0.55, 2 rows 1.1. eps(p,a) and eps(p,a,c) share the
+UNet's down and middle blocks (`mpds/pipeline/shared_trunk.py`): 2 trunk rows expanded to 3 up-block rows took 3.2 s
+against 3.5 s for 3 full rows. Our pipeline's own work outside the models (planning, residual placement, region
+masks, scheduler) is under 0.1 s per poster, and the localized-attention processor costs the same as diffusers' SDPA
+processor (it is that processor on self-attention and once localization is off).
 
 Run (defaults take about ten minutes on 2 shared CPU cores):
 
