@@ -22,9 +22,11 @@ def supports_shared_trunk(unet: torch.nn.Module, cross_attention_kwargs: Optiona
     """Whether `unet_with_shared_trunk` computes what `unet(...)` computes for this UNet and these kwargs.
 
     It covers a `UNet2DConditionModel` conditioned on text only (no class, addition or image embeddings, no
-    GLIGEN) and cross-attention kwargs without a LoRA `scale` (which `unet.forward` applies itself).
+    GLIGEN) and cross-attention kwargs without a LoRA `scale` (which `unet.forward` applies itself). A UNet with an
+    accelerate hook on its forward (`enable_model_cpu_offload`, device maps) is left to its own forward, which the
+    hook needs to run (it moves the weights to the device).
     """
-    if type(unet) is not UNet2DConditionModel:
+    if type(unet) is not UNet2DConditionModel or getattr(unet, "_hf_hook", None) is not None:
         return False
     config = unet.config
     return (

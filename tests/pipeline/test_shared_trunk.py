@@ -42,6 +42,14 @@ def test_unets_and_kwargs_the_shared_trunk_does_not_cover_get_the_plain_call():
     assert not supports_shared_trunk(unet)
 
 
+def test_a_unet_with_an_offload_hook_keeps_its_own_forward():
+    from accelerate.hooks import ModelHook, add_hook_to_module
+
+    unet = build_unet()
+    add_hook_to_module(unet, ModelHook())  # what enable_model_cpu_offload puts on the UNet's forward
+    assert not supports_shared_trunk(unet)
+
+
 def test_pipeline_with_shared_trunk_equals_the_plain_batch_for_several_images(pipe):
     arguments = dict(prompt="a movie poster of {actor}, title", caption="NIGHT SHIFT", actor="bob",
                      guidance_scale=5.0, actor_guidance_scale=3.0, caption_guidance_scale=2.0, height=32, width=32,
