@@ -46,8 +46,8 @@ from tqdm.auto import tqdm
 
 from .. import __version__
 from ..data.parsing import CellError, parse_id, parse_list, parse_url_list
-from ..data.raw import (IMAGE_EXTENSIONS, MIN_IMAGE_BYTES, RawFormatError, RawRelease, Reject, decode_reduced,
-                        open_image, read_csv)
+from ..data.raw import (IMAGE_EXTENSIONS, MIN_IMAGE_BYTES, RawFormatError, RawRelease, Reject, decode_problem,
+                        open_image, read_csv, size_problem)
 
 STATUS_FILE = "download_status.jsonl"
 ALLOWED_SCHEMES = ("http", "https")
@@ -446,13 +446,9 @@ class Downloader:
             if width * height > self.config.max_pixels:
                 return None, ("image_too_large", f"{width}x{height} = {width * height} pixels, over max_pixels "
                               f"({self.config.max_pixels})"), None
-            if len(body) < self.config.min_bytes:
-                return None, ("image_too_small", f"{len(body)} bytes, under the {self.config.min_bytes}-byte "
-                              "minimum"), None
-            try:
-                decode_reduced(image)
-            except Exception as error:  # PIL raises many types for corrupt data; all mean the same here
-                return None, ("image_undecodable", f"{type(error).__name__}: {error}"), None
+            problem = size_problem(len(body), self.config.min_bytes) or decode_problem(image)
+            if problem:
+                return None, problem, None
         if image_format == "JPEG":
             return body, None, image_format
         try:

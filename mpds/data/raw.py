@@ -132,16 +132,22 @@ def check_image(data: bytes, *, min_bytes: int = MIN_IMAGE_BYTES) -> Optional[tu
     The image is decoded for real (JPEG at 1/8 scale, which still reads every byte of the scan),
     so truncated and corrupt files are caught without the cost of a full decode.
     """
-    if len(data) < min_bytes:
-        return "image_too_small", f"{len(data)} bytes, under the {min_bytes}-byte minimum"
+    problem = size_problem(len(data), min_bytes)
+    if problem:
+        return problem
     try:
-        with open_image(data) as image:
-            decode_reduced(image)
+        image = open_image(data)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
         return "image_too_large", str(error)
     except Exception as error:  # PIL raises many types for corrupt data; all mean the same here
         return "image_undecodable", f"{type(error).__name__}: {error}"
-    return None
+    with image:
+        return decode_problem(image)
+
+
+def size_problem(size: int, min_bytes: int) -> Optional[tuple[str, str]]:
+    """`("image_too_small", detail)` for an image of fewer than `min_bytes` bytes, else None."""
+    return ("image_too_small", f"{size} bytes, under the {min_bytes}-byte minimum") if size < min_bytes else None
 
 
 # `warnings.catch_warnings` swaps the process-wide filter list and is not thread-safe: two threads
@@ -164,12 +170,18 @@ def open_image(data: bytes) -> Image.Image:
         return Image.open(io.BytesIO(data))
 
 
-def decode_reduced(image: Image.Image) -> None:
+def decode_problem(image: Image.Image) -> Optional[tuple[str, str]]:
     """Decode an opened image, JPEG at 1/8 scale (every byte of the scan is still entropy-decoded);
-    raises what Pillow raises for a truncated or corrupt file."""
-    if image.format == "JPEG":
-        image.draft("RGB", (max(1, image.width // 8), max(1, image.height // 8)))
-    image.load()
+    `(reason, detail)` when it is truncated, corrupt or (found while decoding) too large, else None."""
+    try:
+        if image.format == "JPEG":
+            image.draft("RGB", (max(1, image.width // 8), max(1, image.height // 8)))
+        image.load()
+    except Image.DecompressionBombError as error:
+        return "image_too_large", str(error)
+    except Exception as error:  # PIL raises many types for corrupt data; all mean the same here
+        return "image_undecodable", f"{type(error).__name__}: {error}"
+    return None
 
 
 def _source_name(path: Path) -> str:
