@@ -694,13 +694,12 @@ class MPDSPosterPipeline(DiffusionPipeline, StableDiffusionMixin, TextualInversi
                 attention_kwargs = dict(cross_attention_kwargs or {})
                 trunk_attention_kwargs = dict(attention_kwargs)
                 if i < num_localized_steps and any(region_masks[branch.texts] is not None for branch, _ in plan):
-                    def localized(texts_of_rows):
-                        masks = [region_masks[texts] for texts in texts_of_rows]
-                        masks = [m if m is not None else _no_mask_like(region_masks, batch_size) for m in masks]
-                        return LocalizedAttention(torch.cat(masks).to(device))
-
-                    attention_kwargs["localized_attention"] = localized([branch.texts for branch, _ in plan])
-                    trunk_attention_kwargs["localized_attention"] = localized(trunk_texts)
+                    attention_kwargs["localized_attention"] = _localized_attention(
+                        region_masks, [branch.texts for branch, _ in plan], batch_size, device
+                    )
+                    trunk_attention_kwargs["localized_attention"] = _localized_attention(
+                        region_masks, trunk_texts, batch_size, device
+                    )
 
                 # 8.5 Predict the noise of every branch in one batched UNet pass
                 if share_trunk:
@@ -999,6 +998,10 @@ def _place_rows(residual: torch.Tensor, branch: int, num_branches: int) -> torch
     return torch.cat(parts)
 
 
-def _no_mask_like(region_masks: dict, batch_size: int) -> torch.Tensor:
+def _localized_attention(region_masks: dict, texts_of_rows: list, batch_size: int, device) -> LocalizedAttention:
+    """The region masks of a batch whose branches have the prompts `texts_of_rows`; no mask (all ones) where a
+    branch's prompts have no localized token."""
     reference = next(m for m in region_masks.values() if m is not None)
-    return torch.ones((batch_size,) + tuple(reference.shape[1:]))
+    no_mask = torch.ones((batch_size,) + tuple(reference.shape[1:]))
+    masks = [region_masks[texts] if region_masks[texts] is not None else no_mask for texts in texts_of_rows]
+    return LocalizedAttention(torch.cat(masks).to(device))
