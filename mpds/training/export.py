@@ -116,7 +116,7 @@ def training_card(args, pipe, summary: dict):
         hyperparameters=hyperparameters,
         validation_images=summary.get("validation_images", []),
         example_prompt=args.validation_prompt or "a movie poster",
-        repo_id=getattr(args, "push_to_hub", None) or args.export,
+        repo_id=args.push_to_hub or args.export,
     )
 
 
