@@ -69,6 +69,17 @@ def process_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def machine_ticks() -> tuple[int, int]:
+    """(steal, total) CPU ticks of the machine so far, from /proc/stat; (0, 0) where there is none.
+    Steal is time the hypervisor gave to other machines: a round with much of it is not comparable."""
+    try:
+        with open("/proc/stat") as handle:
+            fields = [int(value) for value in handle.readline().split()[1:]]
+    except (OSError, ValueError):
+        return 0, 0
+    return (fields[7] if len(fields) > 7 else 0), sum(fields[:8])
+
+
 def sequential(urls: list[str], out: Path) -> int:
     """The plain loop: one request at a time, checked and written like the downloader does."""
     out.mkdir(parents=True)
@@ -112,8 +123,9 @@ def main() -> None:
     try:
         for round_number in range(1, args.rounds + 1):
             results.append(run_round(urls, args.workers, server.pid))
-            sequential_rate, sequential_cpu, concurrent_rate, cpu_per_image, server_cpu, load = results[-1]
-            print(f"round {round_number} (load average {load[0]:.2f} -> {load[1]:.2f})\n"
+            sequential_rate, sequential_cpu, concurrent_rate, cpu_per_image, server_cpu, load, steal = results[-1]
+            print(f"round {round_number} (load average {load[0]:.2f} -> {load[1]:.2f}, "
+                  f"{steal * 100:.1f}% of CPU time stolen by the hypervisor)\n"
                   f"  sequential loop : {sequential_rate:6.1f} images/s, {sequential_cpu * 1000:.2f} ms CPU/image\n"
                   f"  mpds download   : {concurrent_rate:6.1f} images/s ({args.workers} workers), "
                   f"{cpu_per_image * 1000:.2f} ms CPU/image (client process, all threads; the server "
@@ -134,8 +146,8 @@ def main() -> None:
 
 def run_round(urls: list[str], workers: int, server_pid: int):
     """One sequential loop and one `mpds download` over `urls`: the loop's rate and CPU seconds per image,
-    the same for `mpds download`, the server's CPU seconds per image, and the load average before and after."""
-    load_before = os.getloadavg()[0]
+    the same for `mpds download`, the server's CPU seconds per image, the load average before and after, and the share of stolen time."""
+    load_before, ticks_before = os.getloadavg()[0], machine_ticks()
     work = Path(tempfile.mkdtemp(prefix="bench-download-"))
     try:
         raw = work / "raw"
@@ -159,8 +171,10 @@ def run_round(urls: list[str], workers: int, server_pid: int):
         shutil.rmtree(work, ignore_errors=True)
     if downloaded != len(urls) or stored != len(urls):
         raise RuntimeError(f"expected {len(urls)} images from each run, got {stored} and {downloaded}")
+    ticks = [after - before for before, after in zip(ticks_before, machine_ticks())]
     return (stored / sequential_seconds, sequential_cpu / stored, downloaded / concurrent_seconds,
-            concurrent_cpu / downloaded, server_cpu / downloaded, (load_before, os.getloadavg()[0]))
+            concurrent_cpu / downloaded, server_cpu / downloaded, (load_before, os.getloadavg()[0]),
+            ticks[0] / ticks[1] if ticks[1] else 0.0)
 
 
 if __name__ == "__main__":

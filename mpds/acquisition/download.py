@@ -335,6 +335,7 @@ class Downloader:
         self.config = config
         self.sleep = sleep
         self.environment = _Environment()
+        self._folders: set[Path] = set()  # image folders known to exist
         self._backoff = (wait_exponential(multiplier=config.backoff, max=config.max_backoff)
                          + wait_random(0, config.backoff))
 
@@ -457,14 +458,19 @@ class Downloader:
             return None, ("conversion_failed", f"{image_format} to JPEG: {type(error).__name__}: {error}"), None
 
     def write_temporary(self, task: Task, data: bytes) -> Path:
-        """Write `data` next to the task's file under a temporary name, flushed to disk."""
+        """Write `data` next to the task's file under a temporary name.
+
+        Not `fsync`ed, as huggingface_hub and pip do not: on a busy disk one `fsync` per image costs
+        more than the download. A kill cannot leave a partial file under the final name (the rename
+        comes after the write); a power loss can leave the last images empty, and `_on_disk` does not
+        count those as done.
+        """
         final = self.root / task.file
-        final.parent.mkdir(parents=True, exist_ok=True)
+        if final.parent not in self._folders:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            self._folders.add(final.parent)
         temporary = final.with_name(final.name + _TEMP_SUFFIX)
-        with open(temporary, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
+        temporary.write_bytes(data)
         return temporary
 
     def store(self, task: Task, fetched: _Fetched) -> tuple[dict, Optional[Path]]:
@@ -555,15 +561,19 @@ class DownloadSummary:
         return "\n".join(lines)
 
 
-def _on_disk(root: Path, task: Task) -> Optional[Path]:
+def _on_disk(root: Path, task: Task, min_bytes: int) -> Optional[Path]:
+    """The task's image if it is on disk with at least `min_bytes` bytes (a smaller one, such as an
+    image a power loss left empty, is fetched again), else None."""
     final = root / task.file
-    if final.is_file():
-        return final
+    candidates = [final]
     if task.kind == "poster":  # a release may hold posters as .png or .webp; those count as done
-        for extension in IMAGE_EXTENSIONS:
-            other = final.with_suffix(extension)
-            if other.is_file():
-                return other
+        candidates += [final.with_suffix(extension) for extension in IMAGE_EXTENSIONS]
+    for path in candidates:
+        try:
+            if path.stat().st_size >= min_bytes and path.is_file():
+                return path
+        except OSError:
+            continue
     return None
 
 
@@ -609,7 +619,7 @@ async def _run(root: Path, tasks: list[Task], config: DownloadConfig, status_pat
         if task.skip:
             lines[task.key] = _line(task.entry("skipped", *task.skip))
             summary.counts[("skipped", task.skip[0])] += 1
-        elif (path := _on_disk(root, task)) is not None:
+        elif (path := _on_disk(root, task, config.min_bytes)) is not None:
             previous = json.loads(lines[task.key]) if task.key in lines else {}
             if not (previous.get("status") in DONE_STATUSES and previous.get("url") == task.url):
                 lines[task.key] = _line(task.entry("exists", num_bytes=path.stat().st_size))

@@ -324,6 +324,19 @@ def test_a_file_already_on_disk_counts_as_done(release, server, images):
     assert "/p/1.jpg" not in server.hits
 
 
+def test_an_image_left_empty_or_too_small_on_disk_is_fetched_again(release, server, images):
+    poster = images.poster(1)
+    raw = release([{"id": 1, "poster-url": server.route("/p/1.jpg", server.reply(200, poster))},
+                   {"id": 2, "poster-url": server.route("/p/2.jpg", server.reply(200, images.poster(2)))}])
+    (raw / "posters").mkdir()
+    (raw / "posters" / "1.jpg").write_bytes(b"")  # what a power loss can leave behind
+    (raw / "posters" / "2.jpg").write_bytes(images.poster(2))
+    download_release(raw, DownloadConfig(**FAST))
+    assert {key: entry["status"] for key, entry in statuses(raw).items()} == {"poster:1": "ok", "poster:2": "exists"}
+    assert server.hits == {"/p/1.jpg": 1}
+    assert (raw / "posters" / "1.jpg").read_bytes() == poster
+
+
 def test_a_temporary_file_left_by_a_killed_run_is_removed(release, server, images):
     raw = release([{"id": 1, "poster-url": server.route("/p/1.jpg", server.reply(404, b"gone"))}])
     (raw / "posters").mkdir()
