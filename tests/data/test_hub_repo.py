@@ -6,6 +6,8 @@ import shutil
 
 import datasets
 
+from mpds.loading_script.card import DEFAULT_REPO_ID
+
 PUSH_THEN_LOAD = """
 import json, sys
 import datasets, mpds
@@ -21,7 +23,8 @@ print(json.dumps({"drama": drama, "meta_ids": list(meta["id"]), "actor_photos": 
 
 
 def test_a_pushed_build_loads_back_by_repo_id_streamed_and_downloaded(built, local_hub, tmp_path):
-    out = shutil.copytree(built[0], tmp_path / "hub")  # the push sets the card's repo id in place
+    out = shutil.copytree(built[0], tmp_path / "hub")
+    card = (out / "README.md").read_text()
     result = json.loads(local_hub.run(PUSH_THEN_LOAD, str(out)).strip().splitlines()[-1])
 
     local = datasets.load_dataset(str(out), "posters", split="drama", streaming=True)
@@ -34,5 +37,8 @@ def test_a_pushed_build_loads_back_by_repo_id_streamed_and_downloaded(built, loc
     expected = sorted(path.relative_to(out).as_posix() for path in out.rglob("*")
                       if path.is_file() and not path.relative_to(out).as_posix().startswith(".mpds/"))
     assert uploaded == expected  # everything but the build state
-    assert 'load_dataset("me/mpds", "posters"' in (repo / "README.md").read_text()
+    pushed_card = (repo / "README.md").read_text()
+    assert 'load_dataset("me/mpds", "posters"' in pushed_card
+    assert pushed_card == card.replace(f'"{DEFAULT_REPO_ID}"', '"me/mpds"') != card
+    assert (out / "README.md").read_text() == card  # the build's own card is left as it was
     assert ("POST", "/api/datasets/me/mpds/commit/main") in local_hub.requests
