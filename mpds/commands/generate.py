@@ -41,7 +41,7 @@ def register(subparsers) -> None:
     parser.add_argument("--height", type=int, default=None)
     parser.add_argument("--width", type=int, default=None)
     parser.add_argument("--seed", type=int, default=None)
-    parser.add_argument("--device", default=None, help="cuda, cpu... (default: cuda when available)")
+    parser.add_argument("--device", default=None, help="cuda, mps, cpu... (default: cuda, else mps, else cpu)")
     parser.set_defaults(func=run)
 
 
@@ -55,11 +55,12 @@ def _has_controlnet(model: str) -> bool:
 def run(args) -> int:
     import torch
 
+    from mpds.devices import best_device
     from mpds.pipeline import MPDSPosterPipeline, PosterCaption
 
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = args.device or best_device()
     # Half precision on GPUs only; on CPUs the components keep their stored float32.
-    dtype_kwargs = {"torch_dtype": torch.float16} if device.startswith("cuda") else {}
+    dtype_kwargs = {"torch_dtype": torch.float16} if device.startswith(("cuda", "mps")) else {}
     caption = None
     if args.title or args.credits or args.tagline:
         caption = PosterCaption(args.title or "", credits=tuple(args.credits), tagline=args.tagline, layout=args.layout)
@@ -77,7 +78,9 @@ def run(args) -> int:
             pipe.load_actor(embedding)
 
         scales = args.scales or (7.5, 7.5, 7.5)
-        generator = torch.Generator(device).manual_seed(args.seed) if args.seed is not None else None
+        # A CPU generator on Apple GPUs, as diffusers advises, for the same image on every run.
+        generator_device = "cpu" if device.startswith("mps") else device
+        generator = torch.Generator(generator_device).manual_seed(args.seed) if args.seed is not None else None
         output = pipe(
             args.prompt,
             caption=caption,
