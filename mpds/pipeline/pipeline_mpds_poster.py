@@ -649,6 +649,7 @@ class MPDSPosterPipeline(DiffusionPipeline, StableDiffusionMixin, TextualInversi
         latents = self.prepare_latents(batch_size, height, width, prompt_dtype, device, generator, latents)
         extra_step_kwargs = self.prepare_extra_step_kwargs(generator, eta)
         num_localized_steps = round(localized_attention_steps * len(timesteps))
+        unet_shares_trunk = supports_shared_trunk(self.unet, cross_attention_kwargs)
 
         # 8. Denoising loop
         num_warmup_steps = len(timesteps) - num_inference_steps * self.scheduler.order
@@ -668,7 +669,7 @@ class MPDSPosterPipeline(DiffusionPipeline, StableDiffusionMixin, TextualInversi
                 # by the ControlNet's residuals, which enter after the UNet's down and middle blocks: those blocks run
                 # once for both (see shared_trunk.py) when the UNet allows it.
                 trunk_texts = list(dict.fromkeys(branch.texts for branch, _ in plan))
-                share_trunk = len(trunk_texts) < num_branches and supports_shared_trunk(self.unet, cross_attention_kwargs)
+                share_trunk = unet_shares_trunk and len(trunk_texts) < num_branches
                 if not share_trunk:
                     trunk_texts = [branch.texts for branch, _ in plan]
                 model_input = self.scheduler.scale_model_input(latents, t)
@@ -697,9 +698,10 @@ class MPDSPosterPipeline(DiffusionPipeline, StableDiffusionMixin, TextualInversi
                     attention_kwargs["localized_attention"] = _localized_attention(
                         region_masks, [branch.texts for branch, _ in plan], batch_size, device
                     )
-                    trunk_attention_kwargs["localized_attention"] = _localized_attention(
-                        region_masks, trunk_texts, batch_size, device
-                    )
+                    if share_trunk:  # otherwise the trunk's rows are the branches' rows: the plain UNet call
+                        trunk_attention_kwargs["localized_attention"] = _localized_attention(
+                            region_masks, trunk_texts, batch_size, device
+                        )
 
                 # 8.5 Predict the noise of every branch in one batched UNet pass
                 if share_trunk:
