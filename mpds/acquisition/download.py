@@ -569,7 +569,7 @@ def _on_disk(root: Path, task: Task, min_bytes: int) -> Optional[Path]:
     candidates = [final]
     if task.kind == "poster":  # a release may hold posters as .png or .webp; those count as done
         candidates += [final.with_suffix(extension) for extension in IMAGE_EXTENSIONS]
-    for path in candidates:
+    for path in dict.fromkeys(candidates):  # `final` once, though `.jpg` is among the extensions
         try:
             info = path.stat()
         except OSError:
